@@ -1,0 +1,194 @@
+"""The public verbs behind the CLI and recipes: each takes a task or artifact and options, returns an Artifact or a Report."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+from .artifact import Artifact
+from .config import make_config
+from .errors import UsageError
+from .tasks.base import Task, get_task_class, make_task, task_names
+from .train import EvalReport, TrainConfig
+from .train import evaluate as _evaluate
+from .train import train as _train
+
+
+def load(path: str | Path, key_file: str | None = None, passphrase_env: str | None = None) -> Artifact:
+    """Open an artifact folder, verifying its hashes; an encrypted one opens when given its key."""
+    if key_file or passphrase_env:
+        from .protect import is_encrypted, open_encrypted, secret_from_options
+
+        if is_encrypted(path):
+            return open_encrypted(path, secret_from_options(key_file, passphrase_env))
+    return Artifact.load(path)
+
+
+def tasks() -> list[dict[str, Any]]:
+    """The registered tasks with their kind, metric and options."""
+    out = []
+    for name in task_names():
+        cls = get_task_class(name)
+        out.append({"name": name, "description": cls.description, "kind": cls.kind, "metric": cls.metric,
+                    "options": {f.name: f.default for f in dataclasses.fields(cls.Config)}})
+    return out
+
+
+def split_options(task_cls: type[Task], options: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """Options naming TrainConfig fields configure training; the rest configure the task."""
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    task_fields = {f.name for f in dataclasses.fields(task_cls.Config)}
+    train_opts, task_opts = {}, {}
+    for key, value in options.items():
+        name = key.replace("-", "_")
+        if name in train_fields:
+            train_opts[name] = value
+        elif name in task_fields:
+            task_opts[name] = value
+        else:
+            known = sorted(train_fields | task_fields)
+            raise UsageError(f"unknown option {key!r} for train {task_cls.name}; accepted: {', '.join(known)}.")
+    return make_config(TrainConfig, train_opts), task_opts
+
+
+def default_out(task: str, root: str = "artifacts") -> Path:
+    return Path(root) / f"{task}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
+
+
+def train(task: str | Task = "digits", config: TrainConfig | None = None, *, out: str | Path | None = None,
+          progress: bool = True, **options: Any) -> Artifact:
+    """Train a task's model and write an artifact. Options are TrainConfig fields and the task's own (e.g. data=...).
+
+    `private=True` (with epsilon, delta, max_grad_norm) trains with DP-SGD instead (protect/privacy.py)."""
+    from .protect.config import PrivacyConfig
+
+    privacy_fields = {f.name for f in dataclasses.fields(PrivacyConfig)}
+    privacy = make_config(PrivacyConfig, {k: options.pop(k) for k in list(options) if k.replace("-", "_") in privacy_fields})
+    if privacy.private:
+        return _train_private(task, privacy, out, progress, options)
+    if isinstance(task, Task):
+        train_config, task_opts = split_options(type(task), options)
+        if task_opts:
+            raise UsageError(f"options {sorted(task_opts)} configure the task; pass them when you build {type(task).__name__}.")
+    else:
+        train_config, task_opts = split_options(get_task_class(task), options)
+        task = make_task(task, task_opts)
+    if config is not None:
+        train_config = dataclasses.replace(config, **{k: v for k, v in options.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+    return _train(task, train_config, out or default_out(task.name), show_progress=progress)
+
+
+def _train_private(task: str | Task, privacy, out, progress: bool, options: dict[str, Any]) -> Artifact:
+    from .protect.privacy import train_private
+
+    if isinstance(task, Task):
+        train_opts, task_opts = dict(options), {}
+    else:
+        train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        train_opts = {k: v for k, v in options.items() if k.replace("-", "_") in train_fields}
+        task = make_task(task, {k: v for k, v in options.items() if k not in train_opts})
+    given = dataclasses.asdict(make_config(TrainConfig, train_opts))  # the same checks and coercion as train
+    return train_private(task, {k: given[k.replace("-", "_")] for k in train_opts}, privacy,
+                         out or default_out(task.name), show_progress=progress)
+
+
+def evaluate(artifact: str | Path | Artifact, data: str | None = None, batch_size: int = 256,
+             key_file: str | None = None, passphrase_env: str | None = None) -> EvalReport:
+    """Accuracy, macro-F1 and confusion matrix (classifiers) or perplexity (language models)."""
+    if not isinstance(artifact, Artifact):
+        artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
+    return _evaluate(artifact, data, batch_size)
+
+
+def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, progress: bool = True):
+    """Run a recipe (a chain of verbs with gates) and write one HTML report. No recipe: the built-in default."""
+    from .pipeline import run_recipe
+
+    return run_recipe(recipe, out=out, progress=progress)
+
+
+# -- protect: keys, encrypted artifacts --------------------------------------------------------------------------
+def keygen(out: str | Path) -> Path:
+    """Write a new random AES-256 key file (owner-only permissions)."""
+    from .protect import write_key_file
+
+    return write_key_file(out)
+
+
+def encrypt(artifact: str | Path | Artifact, config=None, *, out: str | Path, **options: Any):
+    """Seal every file of an artifact with streamed AES-256-GCM; the manifest stays readable, authenticated."""
+    from .protect import EncryptConfig, encrypt_artifact, secret_from_options
+
+    config = config or make_config(EncryptConfig, options)
+    if not isinstance(artifact, Artifact):
+        artifact = Artifact.load(artifact)
+    return encrypt_artifact(artifact, out, secret_from_options(config.key_file, config.passphrase_env), config.chunk_size)
+
+
+def decrypt(path: str | Path, config=None, *, out: str | Path, **options: Any):
+    """Restore an encrypted artifact folder exactly; any change, a wrong key or truncation is refused, nothing written."""
+    from .protect import EncryptConfig, decrypt_artifact, secret_from_options
+
+    config = config or make_config(EncryptConfig, options)
+    return decrypt_artifact(path, out, secret_from_options(config.key_file, config.passphrase_env))
+
+
+def scrub(path: str | Path, config=None, *, out: str | Path | None = None, restore: str | Path | None = None,
+          progress: bool = True, **options: Any):
+    """Replace PII in a TXT/TSV/CSV/JSONL file (streamed) and count it; with `restore=MAPPING`, undo pseudonyms."""
+    from .protect.config import ScrubConfig
+    from .protect.scrub import restore_file, scrub_file
+
+    config = config or make_config(ScrubConfig, options)
+    if restore is not None:
+        from .protect import secret_from_options
+
+        return restore_file(path, restore, secret_from_options(config.key_file, config.passphrase_env), out)
+    return scrub_file(path, out, config, show_progress=progress)
+
+
+def explain(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None, progress: bool = True, **options: Any):
+    """Attributions (ig, saliency, gradxinput, occlusion, shap, lime) with completeness, faithfulness vs random, a
+    weight-randomization sanity check and a per-class global view; writes HTML, JSON and PNGs to `out`."""
+    from .explain import ExplainConfig
+    from .explain import explain as _explain
+
+    config = config or make_config(ExplainConfig, options)
+    if not isinstance(artifact, Artifact):
+        artifact = Artifact.load(artifact)
+    return _explain(artifact, config, out or default_out(artifact.task, "explanations"), progress=progress)
+
+
+def federate(task: str | Task = "digits", config=None, *, out: str | Path | None = None, progress: bool = True,
+             **options: Any) -> Artifact:
+    """Federated averaging over simulated clients (FederateConfig fields), optionally with client-level DP
+    (private, epsilon, delta, max_grad_norm); other options configure the task."""
+    from .protect.config import PrivacyConfig
+    from .protect.federated import FederateConfig
+    from .protect.federated import federate as _federate
+
+    names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
+    pick = lambda cls: {k: options.pop(k) for k in list(options) if k.replace("-", "_") in names(cls)}  # noqa: E731
+    privacy = make_config(PrivacyConfig, pick(PrivacyConfig))
+    fed = pick(FederateConfig)
+    config = dataclasses.replace(config, **fed) if config is not None else make_config(FederateConfig, fed)
+    if not isinstance(task, Task):
+        task = make_task(task, options)
+    elif options:
+        raise UsageError(f"options {sorted(options)} configure the task; pass them when you build {type(task).__name__}.")
+    return _federate(task, config, out or default_out(task.name), privacy, show_progress=progress)
+
+
+def compress(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None, progress: bool = True,
+             **options: Any):
+    """Quantize (int8 / int4), prune, distill and/or export an artifact (CompressConfig fields as options).
+
+    Returns (artifact, CompressReport): the last child artifact written, and what each step measured."""
+    from .compress import CompressConfig
+    from .compress import compress as _compress
+
+    config = config or make_config(CompressConfig, options)
+    if not isinstance(artifact, Artifact):
+        artifact = Artifact.load(artifact)
+    return _compress(artifact, config, out or default_out(artifact.task), progress=progress)

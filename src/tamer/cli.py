@@ -1,0 +1,270 @@
+"""The `tamer` command: one thin subcommand per verb. Parses, calls the verb, prints for people or as JSON."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any, Sequence
+
+from .config import add_config_arguments, make_config
+from .errors import TamerError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing usage and exiting, so errors look alike."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see `{self.prog} --help`).")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of text")
+    p.add_argument("--debug", action="store_true", help="show the traceback of errors")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import TrainConfig
+
+    parser = _Parser(prog="tamer", description="Take a PyTorch model through the life of a large model.")
+    _common(parser)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+
+    p = sub.add_parser("tasks", help="list the registered tasks and their options")
+    _common(p)
+
+    p = sub.add_parser("train", help="train a task's model and write an artifact",
+                       description="Train TASK's model. Besides the flags below, every option of the task "
+                                   "(see `tamer tasks`) is accepted as --OPTION VALUE.")
+    _common(p)
+    p.add_argument("task", help="a task name (see `tamer tasks`)")
+    p.add_argument("--out", help="artifact folder to write (default: artifacts/TASK-TIME)")
+    p.add_argument("--data", help="data file for the task")
+    add_config_arguments(p, TrainConfig)
+    from .protect.config import PrivacyConfig
+
+    add_config_arguments(p, PrivacyConfig)  # --private --epsilon --delta --max-grad-norm: DP-SGD (protect/privacy.py)
+
+    p = sub.add_parser("evaluate", help="metrics of an artifact on its test split or a data file")
+    _common(p)
+    p.add_argument("artifact", help="artifact folder")
+    p.add_argument("--data", help="data file (default: the test split the artifact was trained with)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--key-file", help="key file of an encrypted artifact (see `tamer keygen`)")
+    p.add_argument("--passphrase-env", help="environment variable holding the passphrase of an encrypted artifact")
+
+    _add_protect_parsers(sub)
+
+    p = sub.add_parser("run", help="run a recipe (default: train -> evaluate -> report on digits)")
+    _common(p)
+    p.add_argument("recipe", nargs="?", help="recipe YAML (default: the built-in one)")
+    p.add_argument("--out", help="run folder (default: runs/NAME-TIME)")
+
+    from .compress.config import CompressConfig
+
+    p = sub.add_parser("compress", help="quantize (int8/int4), prune, distill or export ONNX; writes a child artifact",
+                       description="Each step (distill -> prune -> quantize -> export) writes a child artifact naming its "
+                                   "parent; intermediate steps are written beside --out as OUT.STEP.")
+    _common(p)
+    p.add_argument("artifact", help="artifact folder")
+    p.add_argument("--out", help="artifact folder to write (default: artifacts/TASK-TIME)")
+    add_config_arguments(p, CompressConfig)
+
+    from .explain.config import ExplainConfig
+
+    p = sub.add_parser("explain", help="attributions with completeness, faithfulness and pictures (HTML, JSON, PNG)")
+    _common(p)
+    p.add_argument("artifact", help="artifact folder")
+    p.add_argument("--out", help="folder to write (default: explanations/TASK-TIME)")
+    add_config_arguments(p, ExplainConfig)
+    return parser
+
+
+def _add_protect_parsers(sub) -> None:
+    """keygen, encrypt, decrypt (protect/)."""
+    from .protect.config import EncryptConfig
+
+    p = sub.add_parser("keygen", help="write a new random AES-256 key file")
+    _common(p)
+    p.add_argument("--out", required=True, help="key file to write (never overwritten)")
+    for verb, text in (("encrypt", "seal an artifact with AES-256-GCM (manifest stays readable, authenticated)"),
+                       ("decrypt", "restore an encrypted artifact; any change or a wrong key is refused")):
+        p = sub.add_parser(verb, help=text)
+        _common(p)
+        p.add_argument("artifact", help="artifact folder")
+        p.add_argument("--out", required=True, help="folder to write")
+        add_config_arguments(p, EncryptConfig, skip=("chunk_size",) if verb == "decrypt" else ())
+
+    from .protect.config import PrivacyConfig, ScrubConfig
+    from .protect.federated import FederateConfig
+
+    p = sub.add_parser("federate", help="federated averaging over simulated clients (one process), optional client-level DP",
+                       description="FedAvg on TASK. Every option of the task (see `tamer tasks`) is accepted as --OPTION VALUE.")
+    _common(p)
+    p.add_argument("task", help="a task name (see `tamer tasks`)")
+    p.add_argument("--out", help="artifact folder to write (default: artifacts/TASK-TIME)")
+    p.add_argument("--data", help="data file for the task")
+    add_config_arguments(p, FederateConfig)
+    add_config_arguments(p, PrivacyConfig)
+
+    p = sub.add_parser("scrub", help="replace PII (e-mail, phones, cards, IBAN, IDs, ...) in TXT/TSV/CSV/JSONL, streamed")
+    _common(p)
+    p.add_argument("input", help="text file: .txt, .tsv, .csv or .jsonl")
+    p.add_argument("--out", help="file to write (default: INPUT.scrubbed.EXT)")
+    p.add_argument("--restore", metavar="MAPPING", help="undo --mode pseudonymize using its encrypted mapping file")
+    add_config_arguments(p, ScrubConfig)
+
+
+def _dispatch_protect(args: argparse.Namespace, extra: list[str] = ()) -> int:
+    import tamer.api as api
+
+    from .config import config_from_args
+
+    if args.verb == "keygen":
+        path = api.keygen(args.out)
+        _emit(args, {"key_file": str(path)}, f"wrote key {path} (keep it secret; whoever holds it can decrypt)")
+        return 0
+    if args.verb == "federate":
+        from .protect.config import PrivacyConfig
+        from .protect.federated import FederateConfig, FederateReport
+
+        options = {f.name: getattr(args, f.name) for cls in (FederateConfig, PrivacyConfig)
+                   for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+        options.update(_task_options(args.task, extra))
+        if args.data is not None:
+            options["data"] = args.data
+        artifact = api.federate(args.task, out=args.out, progress=not (args.quiet or args.json), **options)
+        report = FederateReport.from_artifact(artifact)
+        _emit(args, {"artifact": str(artifact.path), "id": artifact.id, "report": report.to_dict()}, report.summary())
+        return 0
+    if args.verb == "scrub":
+        from .protect.config import ScrubConfig
+
+        config = config_from_args(ScrubConfig, args)
+        result = api.scrub(args.input, config, out=args.out, restore=args.restore, progress=not (args.quiet or args.json))
+        if args.restore:
+            _emit(args, {"restored": str(result)}, f"restored pseudonyms into {result}")
+        else:
+            _emit(args, {**result.to_dict(), "lines_per_second": result.lines_per_second}, result.summary())
+        return 0
+    from .protect.config import EncryptConfig
+
+    skip = ("chunk_size",) if args.verb == "decrypt" else ()
+    config = config_from_args(EncryptConfig, args, skip=skip)
+    report = (api.encrypt if args.verb == "encrypt" else api.decrypt)(args.artifact, config, out=args.out)
+    _emit(args, report.to_dict(), report.summary())
+    return 0
+
+
+def _task_options(task: str, extra: list[str]) -> dict[str, Any]:
+    """`--option value` pairs after the known flags configure the task itself."""
+    from .tasks.base import get_task_class
+
+    cls = get_task_class(task)
+    tp = _Parser(prog=f"tamer train {task}", add_help=False)
+    add_config_arguments(tp, cls.Config, skip=("data",))
+    ns = tp.parse_args(extra)
+    return {k: v for k, v in vars(ns).items() if v is not None}
+
+
+def _emit(args, payload: dict[str, Any], text: str) -> None:
+    if args.json:
+        print(json.dumps(payload, default=str))
+    else:
+        print(text)
+
+
+def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
+    import tamer
+
+    progress = not (args.quiet or args.json)
+    if args.verb == "tasks":
+        rows = tamer.tasks()
+        text = "\n".join(f"{t['name']:<22}{t['description']}\n{'':<22}options: "
+                         + ", ".join(f"--{k.replace('_', '-')} ({v})" for k, v in t["options"].items()) for t in rows)
+        _emit(args, {"tasks": rows}, text)
+        return 0
+    if args.verb == "train":
+        from .train import TrainConfig, TrainReport
+
+        from .protect.config import PrivacyConfig
+
+        options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
+        options.update({f.name: getattr(args, f.name) for f in dataclasses.fields(PrivacyConfig) if getattr(args, f.name) is not None})
+        options.update(_task_options(args.task, extra))
+        if args.data is not None:
+            options["data"] = args.data
+        artifact = tamer.train(args.task, out=args.out, progress=progress, **options)
+        if artifact is None:  # a torchrun worker other than rank 0, or a machine other than the one rank 0 is on
+            return 0
+        if "privacy" in artifact.manifest:
+            from .protect.privacy import PrivacyReport
+
+            report = PrivacyReport.from_artifact(artifact)
+        else:
+            report = TrainReport.from_artifact(artifact)
+        _emit(args, {"artifact": str(artifact.path), "id": artifact.id, "report": report.to_dict()}, report.summary())
+        return 0
+    if args.verb == "federate":
+        return _dispatch_protect(args, extra)
+    if extra:
+        raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see `tamer {args.verb} --help`).")
+    if args.verb == "evaluate":
+        report = tamer.evaluate(args.artifact, data=args.data, batch_size=args.batch_size,
+                                key_file=args.key_file, passphrase_env=args.passphrase_env)
+        _emit(args, report.to_dict(), report.summary())
+        return 0
+    if args.verb in ("keygen", "encrypt", "decrypt", "scrub"):
+        return _dispatch_protect(args)
+    if args.verb == "explain":
+        from .config import config_from_args
+        from .explain.config import ExplainConfig
+
+        report = tamer.explain(args.artifact, config_from_args(ExplainConfig, args), out=args.out, progress=progress)
+        _emit(args, {**report.to_dict(), "metrics": report.gate_metrics()}, report.summary())
+        return 0
+    if args.verb == "compress":
+        from .compress.config import CompressConfig
+        from .config import config_from_args
+
+        artifact, report = tamer.compress(args.artifact, config_from_args(CompressConfig, args), out=args.out, progress=progress)
+        _emit(args, {"artifact": str(artifact.path), "id": artifact.id, **report.to_dict(), "metrics": report.gate_metrics()},
+              report.summary())
+        return 0
+    if args.verb == "run":
+        report = tamer.run(args.recipe, out=args.out, progress=progress)
+        _emit(args, report.to_dict(), report.summary())
+        return 0
+    raise UsageError("no verb given; try `tamer --help`.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    debug = "--debug" in argv
+    want_json = "--json" in argv
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if args.verb is None:
+            parser.print_help()
+            return 2
+        return _dispatch(args, extra)
+    except TamerError as exc:
+        if debug:
+            raise
+        report = getattr(exc, "report", None)
+        if want_json:
+            print(json.dumps({"error": str(exc), "type": type(exc).__name__,
+                              **({"report": report.to_dict()} if report is not None else {})}, default=str))
+        elif report is not None:
+            print(report.summary())
+        print(f"tamer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tamer: interrupted; nothing half-written was kept.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""Recipes: a chain of verbs with gates, validated before anything runs, ending in one HTML report."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import html
+import json
+import operator
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .artifact import Artifact
+from .errors import GateFailed, TamerError, UsageError
+from .report import Report, table_html, write_page
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne}
+_GATE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.eE+-]+)\s*$")
+
+
+@dataclass
+class Context:
+    """What flows between stages: the task, its options, the latest artifact, the run folder."""
+
+    task: str
+    task_options: dict[str, Any]
+    out: Path
+    progress: bool
+    artifact: Artifact | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A verb a recipe may name: how to check its options and how to run it."""
+
+    verb: str
+    check: Callable[[Context, dict[str, Any]], None]
+    run: Callable[[Context, dict[str, Any], Path], Report]
+
+
+def _train_check(ctx: Context, options: dict[str, Any]) -> None:
+    from .api import split_options
+    from .tasks.base import get_task_class, make_task
+
+    _, task_opts = split_options(get_task_class(ctx.task), options)
+    make_task(ctx.task, {**ctx.task_options, **task_opts})
+
+
+def _train_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    from .api import train
+    from .train import TrainReport
+
+    ctx.artifact = train(ctx.task, out=folder / "artifact", progress=ctx.progress, **{**ctx.task_options, **options})
+    return TrainReport.from_artifact(ctx.artifact)
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    data: str | None = None
+    batch_size: int = 256
+
+
+def _evaluate_check(ctx: Context, options: dict[str, Any]) -> None:
+    from .config import make_config
+
+    make_config(EvaluateOptions, options)
+
+
+def _evaluate_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    from .api import evaluate
+    from .config import make_config
+
+    opts = make_config(EvaluateOptions, options)
+    if ctx.artifact is None:
+        raise UsageError("the evaluate stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    return evaluate(ctx.artifact, data=opts.data, batch_size=opts.batch_size)
+
+
+def _explain_options(options: dict[str, Any]):
+    from .config import make_config
+    from .explain.config import ExplainConfig
+
+    config = make_config(ExplainConfig, options)
+    if not config.has_source:  # a recipe with no inputs explains the first test examples
+        config = dataclasses.replace(config, index=tuple(range(8)))
+    return config
+
+
+def _explain_check(ctx: Context, options: dict[str, Any]) -> None:
+    _explain_options(options)
+
+
+def _explain_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    from .api import explain
+
+    if ctx.artifact is None:
+        raise UsageError("the explain stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    return explain(ctx.artifact, _explain_options(options), out=folder / "explanation", progress=ctx.progress)
+
+
+def _compress_check(ctx: Context, options: dict[str, Any]) -> None:
+    from .compress.config import CompressConfig
+    from .config import make_config
+
+    make_config(CompressConfig, options)
+
+
+def _compress_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    from .api import compress
+    from .compress.config import CompressConfig
+    from .config import make_config
+
+    if ctx.artifact is None:
+        raise UsageError("the compress stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    ctx.artifact, report = compress(ctx.artifact, make_config(CompressConfig, options), out=folder / "artifact",
+                                    progress=ctx.progress)
+    return report
+
+
+def _encrypt_check(ctx: Context, options: dict[str, Any]) -> None:
+    from .config import make_config
+    from .protect.config import EncryptConfig
+
+    opts = dict(options)
+    if not (opts.get("key_file") or opts.get("passphrase_env")):
+        opts["key_file"] = "generated"  # the stage writes a new key into its folder
+    make_config(EncryptConfig, opts)
+
+
+def _encrypt_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    """Seal the latest artifact; without a key option, a new key file is written beside it (move it somewhere safe)."""
+    from .api import encrypt, keygen
+    from .config import make_config
+    from .protect.config import EncryptConfig
+
+    if ctx.artifact is None:
+        raise UsageError("the encrypt stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    opts = dict(options)
+    if not (opts.get("key_file") or opts.get("passphrase_env")):
+        opts["key_file"] = str(keygen(folder / "artifact.key"))
+    return encrypt(ctx.artifact, make_config(EncryptConfig, opts), out=folder / "artifact.encrypted")
+
+
+def _scrub_check(ctx: Context, options: dict[str, Any]) -> None:
+    from .config import make_config
+    from .protect.config import ScrubConfig
+
+    opts = {k: v for k, v in options.items() if k != "input"}
+    if not (options.get("input") or ctx.task_options.get("data")):
+        raise UsageError("the scrub stage needs text data: give `input:` or the recipe's `options: {data: FILE}`.")
+    make_config(ScrubConfig, opts)
+
+
+def _scrub_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    """Scrub the task's data file; later stages (train) read the scrubbed copy."""
+    from .api import scrub
+    from .config import make_config
+    from .protect.config import ScrubConfig
+
+    source = Path(options.get("input") or ctx.task_options["data"])
+    report = scrub(source, make_config(ScrubConfig, {k: v for k, v in options.items() if k != "input"}),
+                   out=folder / source.name, progress=ctx.progress)
+    ctx.task_options["data"] = report.out
+    return report
+
+
+STAGES: dict[str, Stage] = {
+    "train": Stage("train", _train_check, _train_run),
+    "evaluate": Stage("evaluate", _evaluate_check, _evaluate_run),
+    "explain": Stage("explain", _explain_check, _explain_run),
+    "compress": Stage("compress", _compress_check, _compress_run),
+    "scrub": Stage("scrub", _scrub_check, _scrub_run),
+    "encrypt": Stage("encrypt", _encrypt_check, _encrypt_run),
+}
+
+
+def parse_gate(gate: Any, where: str) -> list[tuple[str, str, float]]:
+    if gate is None:
+        return []
+    if not isinstance(gate, dict):
+        raise UsageError(f"{where}: gate {gate!r} is not accepted; write it as a mapping like {{accuracy: '>= 0.95'}}.")
+    out = []
+    for metric, rule in gate.items():
+        m = _GATE.match(str(rule))
+        if not m:
+            raise UsageError(f"{where}: gate rule {rule!r} for {metric!r} is not accepted; write an operator "
+                             f"({', '.join(_OPS)}) and a number, like '>= 0.95'.")
+        out.append((str(metric), m.group(1), float(m.group(2))))
+    return out
+
+
+@dataclass
+class StageResult:
+    name: str
+    verb: str
+    status: str  # passed | failed | skipped
+    seconds: float = 0.0
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    report: dict[str, Any] | None = None
+
+
+@dataclass
+class RunReport(Report):
+    name: str
+    out: str
+    status: str
+    stages: list[StageResult]
+    html_path: str
+    message: str = ""
+    artifact: str | None = None
+    title = "run"
+
+    def summary(self) -> str:
+        lines = [f"{s.status:>7}  {s.name} ({s.seconds:.1f} s)" + "".join(
+            f"  [{g['metric']} {g['value']:.4g} {g['op']} {g['threshold']}: {'ok' if g['passed'] else 'FAILED'}]"
+            for g in s.gates) for s in self.stages]
+        tail = f"run {self.status}: report {self.html_path}" + (f"\nfinal artifact {self.artifact}" if self.artifact else "")
+        return "\n".join(lines + ([self.message] if self.message else []) + [tail])
+
+    def html(self) -> str:
+        rows = []
+        for s in self.stages:
+            gates = "; ".join(f"{g['metric']} {g['value']:.4g} {g['op']} {g['threshold']}" for g in s.gates) or "—"
+            rows.append((s.name, s.status, f"{s.seconds:.1f} s", gates))
+        cls = "pass" if self.status == "passed" else "fail"
+        msg = f"<p class={cls}>{html.escape(self.message)}</p>" if self.message else ""
+        return (f"<section><h2>Run · {html.escape(self.name)} · <span class={cls}>{self.status}</span></h2>{msg}"
+                f"{table_html(rows, ['stage', 'status', 'time', 'gates'])}</section>")
+
+
+def load_recipe(recipe: str | Path | dict | None) -> dict[str, Any]:
+    if recipe is None:
+        return yaml.safe_load(resources.files("tamer").joinpath("recipes/default.yaml").read_text())
+    if isinstance(recipe, dict):
+        return recipe
+    path = Path(recipe)
+    if not path.is_file():
+        raise UsageError(f"recipe {str(recipe)!r} does not exist; give a YAML file or no recipe for the built-in default.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"recipe {str(recipe)!r} is not valid YAML ({str(exc).splitlines()[0]}).") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"recipe {str(recipe)!r} must be a mapping with `task` and `stages`.")
+    return data
+
+
+def plan(recipe: dict[str, Any], ctx: Context) -> list[tuple[str, Stage, dict[str, Any], list]]:
+    """Check every stage before running any: unknown verbs, options and gates fail up front."""
+    from .tasks.base import get_task_class
+
+    unknown = sorted(set(recipe) - {"name", "task", "options", "artifact", "stages"})
+    if unknown:
+        raise UsageError(f"recipe key {unknown[0]!r} is not accepted; use name, task, options, artifact and stages.")
+    get_task_class(ctx.task)
+    stages = recipe.get("stages")
+    if not isinstance(stages, list) or not stages:
+        raise UsageError("the recipe has no stages; give `stages:` as a list like `- train: {epochs: 10}`.")
+    steps = []
+    for i, entry in enumerate(stages, 1):
+        if not isinstance(entry, dict):
+            raise UsageError(f"stage {i} ({entry!r}) is not accepted; write it as `- VERB: {{options}}` with an optional `gate:`.")
+        verbs = [k for k in entry if k not in ("gate", "name")]
+        if len(verbs) != 1 or verbs[0] not in STAGES:
+            raise UsageError(f"stage {i} names {verbs or 'no verb'}; it must name exactly one of {', '.join(STAGES)}.")
+        verb = verbs[0]
+        options = entry[verb] or {}
+        if not isinstance(options, dict):
+            raise UsageError(f"stage {i} ({verb}): options {options!r} must be a mapping.")
+        name = str(entry.get("name") or f"{i:02d}-{verb}")
+        try:
+            STAGES[verb].check(ctx, options)
+        except UsageError as exc:
+            raise UsageError(f"stage {name}: {exc}") from None
+        steps.append((name, STAGES[verb], options, parse_gate(entry.get("gate"), f"stage {name}")))
+    return steps
+
+
+def run_recipe(recipe: str | Path | dict | None = None, out: str | Path | None = None, progress: bool = True) -> RunReport:
+    spec = load_recipe(recipe)
+    name = str(spec.get("name") or (Path(recipe).stem if isinstance(recipe, (str, Path)) else "recipe"))
+    out = Path(out) if out else Path("runs") / f"{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"run folder {str(out)!r} already exists; pass a new --out folder.")
+    ctx = Context(task=str(spec.get("task", "digits")), task_options=dict(spec.get("options") or {}), out=out, progress=progress)
+    if spec.get("artifact"):
+        ctx.artifact = Artifact.load(spec["artifact"])
+        ctx.task = ctx.artifact.task
+    steps = plan(spec, ctx)
+    out.mkdir(parents=True, exist_ok=True)
+
+    results: list[StageResult] = []
+    reports: list[Report] = []
+    status, message, failure = "passed", "", None
+    for stage_name, stage, options, gates in steps:
+        t0 = time.perf_counter()
+        try:
+            report = stage.run(ctx, options, out / stage_name)
+        except TamerError as exc:
+            results.append(StageResult(stage_name, stage.verb, "failed", time.perf_counter() - t0))
+            status, message, failure = "failed", f"stage {stage_name} failed: {exc}", exc
+            break
+        reports.append(report)
+        metrics = report.gate_metrics() if hasattr(report, "gate_metrics") else {}
+        checked = []
+        for metric, op, threshold in gates:
+            if metric not in metrics:
+                raise UsageError(f"stage {stage_name}: gate metric {metric!r} is not reported; available: {', '.join(sorted(metrics))}.")
+            checked.append({"metric": metric, "op": op, "threshold": threshold, "value": float(metrics[metric]),
+                            "passed": bool(_OPS[op](float(metrics[metric]), threshold))})
+        ok = all(g["passed"] for g in checked)
+        results.append(StageResult(stage_name, stage.verb, "passed" if ok else "failed", time.perf_counter() - t0,
+                                   checked, report.to_dict()))
+        if not ok:
+            bad = next(g for g in checked if not g["passed"])
+            status = "failed"
+            message = (f"gate failed at stage {stage_name}: {bad['metric']} = {bad['value']:.4g}, "
+                       f"which is not {bad['op']} {bad['threshold']}; later stages did not run.")
+            break
+    done = {r.name for r in results}
+    results += [StageResult(n, s.verb, "skipped") for n, s, _, _ in steps if n not in done]
+
+    run = RunReport(name=name, out=str(out), status=status, stages=results, html_path=str(out / "report.html"),
+                    message=message, artifact=str(ctx.artifact.path) if ctx.artifact else None)
+    write_page(out / "report.html", [run, *reports], title=f"tamer run · {name}", subtitle=f"task {ctx.task}")
+    tmp = out / ".report.json.tmp"
+    tmp.write_text(run.to_json())
+    os.replace(tmp, out / "report.json")
+    if status != "passed":
+        error = failure or GateFailed(f"{message} Report: {out / 'report.html'}")
+        error.report = run  # the CLI prints it with --json
+        raise error
+    return run

@@ -1,0 +1,185 @@
+"""The Task protocol (what a model is for) and the registry of tasks by name."""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..config import make_config
+from ..errors import UsageError
+
+
+@dataclass
+class Splits:
+    train: Dataset
+    val: Dataset
+    test: Dataset
+
+
+class ListDataset(Dataset):
+    """Examples held in memory (a list of dicts of tensors / numbers)."""
+
+    def __init__(self, examples: Sequence[Any]):
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.examples[i]
+
+
+class Task(ABC):
+    """What a model is for. Subclass it, set `name`, `Config`, and register it with `@register_task`.
+
+    Life cycle: `prepare(seed)` reads the data (and builds whatever the data decides, such as the label
+    names or a tokenizer); `model_config()` then describes the model to build; `write_files(folder)`
+    saves that state beside the weights, and `restore(folder, model_config)` reads it back.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    kind: ClassVar[str] = "classification"  # classification | language-model | regression
+    metric: ClassVar[str] = "accuracy"  # the validation metric that early stopping follows
+    higher_is_better: ClassVar[bool] = True
+
+    @dataclass(frozen=True)
+    class Config:
+        data: str | None = None
+
+    def __init__(self, config: Any = None):
+        self.config = config if config is not None else self.Config()
+
+    # -- data ---------------------------------------------------------------------------
+    @abstractmethod
+    def prepare(self, seed: int) -> Splits:
+        """Read `config.data` (or the built-in data) and split it by seed."""
+
+    def load_eval(self, path: str) -> Dataset:
+        """A whole data file as one evaluation set, encoded with the state from `prepare`/`restore`."""
+        raise UsageError(f"task {self.name!r} does not evaluate on a data file; drop --data.")
+
+    @abstractmethod
+    def collate(self, examples: list[Any]) -> dict[str, torch.Tensor]:
+        """Stack examples into a batch: model inputs plus `labels`."""
+
+    def encode(self, inputs: Any) -> dict[str, torch.Tensor]:
+        """Raw inputs (texts, images) -> a batch without labels, for explain and serve."""
+        raise UsageError(f"task {self.name!r} cannot encode raw inputs.")
+
+    # -- model --------------------------------------------------------------------------
+    @abstractmethod
+    def model_config(self) -> dict[str, Any]:
+        """JSON description of the model, enough for `build_model` to rebuild it."""
+
+    @abstractmethod
+    def build_model(self, model_config: dict[str, Any]) -> nn.Module:
+        ...
+
+    def write_files(self, folder: Path) -> None:
+        """Save state other than weights (a tokenizer, say) into an artifact folder."""
+
+    def restore(self, folder: Path, model_config: dict[str, Any]) -> None:
+        """Read back what `write_files` saved."""
+
+    # -- compute ------------------------------------------------------------------------
+    def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return model(**inputs)
+
+    def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.kind == "regression":
+            return nn.functional.mse_loss(outputs.squeeze(-1), batch["labels"].float())
+        return nn.functional.cross_entropy(outputs, batch["labels"])
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, dataset: Dataset, batch_size: int = 256) -> dict[str, Any]:
+        """This task's metrics of `model` over `dataset` (accuracy / macro-F1 / confusion, or perplexity)."""
+        from torch.utils.data import DataLoader
+
+        from ..errors import DataError
+
+        if len(dataset) == 0:
+            raise DataError("the evaluation set is empty; give a data file with at least one example.")
+        was_training = model.training
+        model.eval()
+        meter = self.meter()
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=self.collate):
+            outputs = self.forward(model, batch)
+            meter.update(outputs, batch, self.loss(outputs, batch))
+        model.train(was_training)
+        return meter.result()
+
+    def meter(self) -> "Meter":
+        from .meters import ClassificationMeter, LanguageModelMeter, RegressionMeter
+
+        kinds = {"classification": ClassificationMeter, "language-model": LanguageModelMeter,
+                 "regression": RegressionMeter}
+        return kinds[self.kind](self)
+
+    def train_defaults(self) -> dict[str, Any]:
+        """Epochs, batch size and learning rate that work for this task's default model."""
+        return {"epochs": 10, "batch_size": 32, "lr": 1e-3}
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"name": self.name, "config": dataclasses.asdict(self.config)}
+
+
+class Meter(ABC):
+    """Accumulates a task's outputs over batches and summarizes them as metrics."""
+
+    def __init__(self, task: Task):
+        self.task = task
+
+    @abstractmethod
+    def update(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor], loss: torch.Tensor) -> None:
+        ...
+
+    @abstractmethod
+    def result(self) -> dict[str, Any]:
+        ...
+
+
+_TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a Task available by its `name` to every verb and the CLI."""
+    if not getattr(cls, "name", None):
+        raise UsageError(f"task class {cls.__name__} needs a `name` to be registered.")
+    _TASKS[cls.name] = cls
+    return cls
+
+
+def task_names() -> list[str]:
+    _load_builtins()
+    return sorted(_TASKS)
+
+
+def get_task_class(name: str) -> type[Task]:
+    _load_builtins()
+    if name not in _TASKS:
+        raise UsageError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_TASKS))}.")
+    return _TASKS[name]
+
+
+def make_task(name: str, options: dict[str, Any] | None = None) -> Task:
+    cls = get_task_class(name)
+    return cls(make_config(cls.Config, options or {}))
+
+
+def task_from_manifest(manifest: dict[str, Any], folder: Path) -> Task:
+    """Rebuild the task an artifact was made for, with its saved state (tokenizer, labels)."""
+    task = make_task(manifest["task"]["name"], manifest["task"].get("config", {}))
+    task.restore(folder, manifest["model_config"])
+    return task
+
+
+def _load_builtins() -> None:
+    from . import causal_lm, digits, text_classification  # noqa: F401  (they register themselves)

@@ -1,0 +1,146 @@
+"""`causal-lm`: a GPT-2-style decoder trained on a plain text file; metric perplexity."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import check
+from ..errors import DataError, UsageError
+from .base import ListDataset, Splits, Task, register_task
+from .splits import split_indices
+from .textfiles import read_plain
+from .vocab import load_tokenizer, quiet_transformers, train_tokenizer
+
+PRESETS = {
+    "tiny": dict(n_layer=2, n_head=2, n_embd=64),
+    "small": dict(n_layer=4, n_head=4, n_embd=256),
+}
+
+
+class CausalLM(nn.Module):
+    """A Hugging Face causal LM behind a plain `forward(input_ids, attention_mask) -> logits`."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+
+@register_task
+class CausalLMTask(Task):
+    name = "causal-lm"
+    description = "GPT-2-style decoder (preset tiny/small or a Hugging Face folder) on a plain text file; perplexity"
+    kind = "language-model"
+    metric = "perplexity"
+    higher_is_better = False
+
+    @dataclass(frozen=True)
+    class Config:
+        data: str | None = None
+        model: str = "tiny"  # tiny | small | a Hugging Face causal-LM folder
+        block_size: int = 128
+        vocab_size: int = 2000  # for the presets' own byte-level BPE tokenizer
+        val_fraction: float = 0.1
+        test_fraction: float = 0.1
+
+        def __post_init__(self):
+            check(8 <= self.block_size <= 8192, f"--block-size {self.block_size} is out of range; use 8..8192.")
+            check(300 <= self.vocab_size <= 200_000, f"--vocab-size {self.vocab_size} is out of range; use 300..200000.")
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.tokenizer = None
+        self._pretrained: str | None = None
+
+    def _blocks(self, lines: list[str]) -> ListDataset:
+        eos = self.tokenizer.eos_token_id
+        ids: list[int] = []
+        for row in self.tokenizer(lines)["input_ids"]:
+            ids.extend(row + [eos])
+        b = self.config.block_size
+        blocks = [ids[i:i + b] for i in range(0, len(ids), b)]
+        return ListDataset([{"input_ids": block} for block in blocks if len(block) >= 2])
+
+    def prepare(self, seed: int) -> Splits:
+        lines = read_plain(self.config.data)
+        if len(lines) < 3:
+            raise DataError(f"{self.config.data!r} has {len(lines)} line(s); causal-lm splits by line and needs at least 3.")
+        train, val, test = split_indices(len(lines), self.config.val_fraction, self.config.test_fraction, seed)
+        train_lines = [lines[i] for i in sorted(train)]
+        model = self.config.model
+        if self.tokenizer is not None:  # restored from an artifact
+            pass
+        elif model in PRESETS:
+            self.tokenizer = train_tokenizer(train_lines, "bpe", self.config.vocab_size)
+        elif Path(model).is_dir():
+            self._pretrained = model
+            self.tokenizer = load_tokenizer(model)
+            if self.tokenizer.eos_token_id is None:
+                raise UsageError(f"the tokenizer in --model {model!r} has no end-of-text token; causal-lm needs one.")
+        else:
+            raise UsageError(f"--model {model!r} is not accepted; use {', '.join(PRESETS)} or a Hugging Face model folder.")
+        return Splits(*(self._blocks([lines[i] for i in sorted(part)]) for part in (train, val, test)))
+
+    def train_defaults(self):
+        return {"epochs": 10, "batch_size": 16, "lr": 1e-3 if self._pretrained is None else 5e-5}
+
+    def load_eval(self, path):
+        return self._blocks(read_plain(path))
+
+    def collate(self, examples):
+        width = max(len(e["input_ids"]) for e in examples)
+        ids = torch.full((len(examples), width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((len(examples), width), dtype=torch.long)
+        labels = torch.full((len(examples), width), -100, dtype=torch.long)
+        for i, e in enumerate(examples):
+            n = len(e["input_ids"])
+            ids[i, :n] = torch.tensor(e["input_ids"])
+            mask[i, :n] = 1
+            labels[i, :n] = ids[i, :n]
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    def encode(self, inputs):
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise UsageError("an empty prompt is not accepted; give at least one non-blank string.")
+        batch = self.collate([{"input_ids": ids[: self.config.block_size]} for ids in self.tokenizer(texts)["input_ids"]])
+        batch.pop("labels")
+        return batch
+
+    def loss(self, outputs, batch):
+        # next-token prediction: position t predicts token t+1
+        logits = outputs[:, :-1].reshape(-1, outputs.shape[-1])
+        return nn.functional.cross_entropy(logits, batch["labels"][:, 1:].reshape(-1), ignore_index=-100)
+
+    def model_config(self):
+        if self._pretrained:
+            from transformers import AutoConfig
+
+            cfg = json.loads(AutoConfig.from_pretrained(self._pretrained).to_json_string(use_diff=False))
+        else:
+            cfg = dict(model_type="gpt2", vocab_size=len(self.tokenizer), n_positions=self.config.block_size,
+                       bos_token_id=self.tokenizer.bos_token_id, eos_token_id=self.tokenizer.eos_token_id,
+                       **PRESETS[self.config.model])
+        cfg = {k: v for k, v in cfg.items() if not k.startswith("_") and k not in ("transformers_version", "architectures")}
+        return {"arch": "CausalLM", "decoder": cfg}
+
+    def build_model(self, model_config):
+        quiet_transformers()
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        if self._pretrained:
+            return CausalLM(AutoModelForCausalLM.from_pretrained(self._pretrained))
+        return CausalLM(AutoModelForCausalLM.from_config(AutoConfig.for_model(**model_config["decoder"])))
+
+    def write_files(self, folder):
+        self.tokenizer.save_pretrained(str(folder / "tokenizer"))
+
+    def restore(self, folder, model_config):
+        self.tokenizer = load_tokenizer(folder / "tokenizer")
+        self._pretrained = None

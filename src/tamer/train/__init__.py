@@ -1,0 +1,7 @@
+"""Training: the loop, checkpoints and evaluation."""
+from .config import TrainConfig
+from .evaluate import evaluate
+from .loop import fit, train
+from .report import EvalReport, TrainReport
+
+__all__ = ["EvalReport", "TrainConfig", "TrainReport", "evaluate", "fit", "train"]

@@ -1,0 +1,286 @@
+"""The training loop, one process or many (DDP / FSDP2): seeded, validated every epoch, early-stopped, checkpointed."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..artifact import Artifact, save_artifact
+from ..errors import DataError, UsageError
+from ..tasks.base import Splits, Task
+from .augment import augmenter_for
+from .checkpoint import clear, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .distributed import (World, agree, barrier, full_state, gradient_sync, join, leave, plain, replica_spread, sum_all,
+                          under_torchrun, wrap)
+from ..progress import progress_bar
+
+
+def resolve(config: TrainConfig, task: Task) -> TrainConfig:
+    """Fill the options left at None with the task's defaults."""
+    defaults = task.train_defaults()
+    return dataclasses.replace(config, **{k: v for k, v in defaults.items()
+                                          if hasattr(config, k) and getattr(config, k) is None})
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    # no decay on biases and norm weights (the usual transformer recipe)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() > 1]
+    other = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def make_scheduler(optimizer, config: TrainConfig, total_steps: int):
+    warm = int(config.warmup * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if config.scheduler == "constant":
+            return 1.0
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    return sum(p.abs().sum() for p in model.parameters() if p.requires_grad and p.dim() > 1)
+
+
+def add_l1_gradient(model: nn.Module, strength: float) -> None:
+    """d/dp of strength * |p|, added after the gradient sync (works on DDP replicas and FSDP shards alike)."""
+    for p in model.parameters():
+        if p.requires_grad and p.dim() > 1 and p.grad is not None:
+            p.grad.add_(p.detach().sign(), alpha=strength)
+
+
+def train_loader(task: Task, dataset, batch_size: int, seed: int, epoch: int) -> DataLoader:
+    """Shuffled by a generator seeded per epoch, so a resumed run sees the same order."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=g, collate_fn=task.collate)
+
+
+def global_batches(n: int, batch_size: int, seed: int, epoch: int, parts: int = 1) -> list[list[int]]:
+    """The epoch's global batches: the same permutation as `train_loader`; a last batch too small to give
+    every rank and micro-batch one example (`parts`) is dropped. Independent of the world size."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < parts:
+        batches.pop()
+    return batches
+
+
+def cut(n: int, parts: int, index: int) -> tuple[int, int]:
+    """[start, end) of piece `index` when n items are cut into `parts` contiguous, near-equal pieces."""
+    size, extra = divmod(n, parts)
+    start = index * size + min(index, extra)
+    return start, start + size + (1 if index < extra else 0)
+
+
+def step_seed(*parts: int) -> int:
+    """A seed for one (run seed, epoch, step, ...) so dropout and augmentation need no RNG state to resume."""
+    value = 0x9E3779B97F4A7C15
+    for part in parts:
+        value = (value * 6364136223846793005 + int(part) + 1442695040888963407) % 2**63
+    return value
+
+
+@dataclass
+class Fitted:
+    model: nn.Module | None  # None on every rank but 0
+    history: list[dict[str, Any]]
+    best_epoch: int
+    stopped_early: bool
+    seconds: float
+    examples_per_second: float
+    epoch_seconds: list[float]
+    world_size: int = 1
+    replica_spread: float = 0.0  # DDP: largest difference of a weight checksum between ranks (0 = identical)
+
+
+def fit(task: Task, splits: Splits, config: TrainConfig, checkpoint_dir: Path | None = None,
+        show_progress: bool = True, world: World | None = None) -> Fitted:
+    """Train `task`'s model on `splits.train` (on every rank of `world`), choosing the epoch with the best
+    validation metric. `config.batch_size` is the global batch: each rank takes a slice of it."""
+    for part in ("train", "val"):
+        if len(getattr(splits, part)) == 0:
+            raise DataError(f"the {part} split is empty; give more data or change the split fractions.")
+    config = resolve(config, task)
+    world = world or join(config.timeout)
+    parts = world.size * config.accumulate
+    if config.batch_size < parts:
+        raise UsageError(f"--batch-size {config.batch_size} is too small for {world.size} process(es) x --accumulate "
+                         f"{config.accumulate}; use a global batch of at least {parts}.")
+    try:
+        augment = augmenter_for(config.augment, task, task.collate([splits.train[0]]))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    seed_everything(config.seed)
+    model = wrap(task.build_model(task.model_config()), config.strategy, world)
+    eval_model = plain(model) if config.strategy == "ddp" else model
+    optimizer = make_optimizer(model, config)
+    steps_per_epoch = len(global_batches(len(splits.train), config.batch_size, config.seed, 1, parts))
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
+    loop = {"epoch": 1, "step": 0, "loss_sum": 0.0, "count": 0.0, "history": [], "best_value": None,
+            "best_epoch": 0, "best_state": None, "waited": 0, "seen": 0.0, "global_step": 0}
+    resuming = config.resume or world.restart > 0
+    state = load_checkpoint(checkpoint_dir, model, optimizer, scheduler, world) if resuming and checkpoint_dir else None
+    if config.resume and state is None and world.restart == 0:
+        raise UsageError(f"--resume found no checkpoint in {str(checkpoint_dir)!r}; run without --resume first.")
+    if state is not None:
+        loop.update({k: v for k, v in state.items() if k in loop})
+    elif checkpoint_dir is not None:
+        clear(checkpoint_dir, world)
+
+    pending = [0.0, 0.0]  # this rank's loss total and example count not yet summed over ranks
+
+    def settle() -> None:
+        """Sum the running loss over ranks (once per checkpoint or epoch, not per step)."""
+        total, count = sum_all(world, *pending)
+        loop["loss_sum"] += total
+        loop["count"] += count
+        pending[:] = [0.0, 0.0]
+
+    def checkpoint() -> None:
+        settle()
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir, loop["global_step"], model, optimizer, scheduler, world,
+                            **{**loop, "best_state": loop["best_state"] if world.main else None})
+
+    sign = 1.0 if task.higher_is_better else -1.0
+    started, spread = time.perf_counter(), 0.0
+    epoch_seconds: list[float] = []
+    with progress_bar(show_progress and world.main) as bar:
+        job = bar.add_task("train", total=steps_per_epoch * (config.epochs - loop["epoch"] + 1) - loop["step"])
+        while loop["epoch"] <= config.epochs and not (config.patience and loop["waited"] >= config.patience):
+            epoch = loop["epoch"]
+            model.train()
+            t0 = time.perf_counter()
+            batches = global_batches(len(splits.train), config.batch_size, config.seed, epoch, parts)
+            for step in range(loop["step"], len(batches)):
+                indices = batches[step]
+                lo, hi = cut(len(indices), world.size, world.rank)
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum = 0.0
+                for micro in range(config.accumulate):
+                    m_lo, m_hi = cut(hi - lo, config.accumulate, micro)
+                    batch = task.collate([splits.train[i] for i in indices[lo + m_lo: lo + m_hi]])
+                    if augment is not None:
+                        batch = augment(batch, step_seed(config.seed, epoch, step), lo + m_lo, len(indices))
+                    batch = {k: v.to(world.device) for k, v in batch.items()}
+                    torch.manual_seed(step_seed(config.seed, epoch, step, world.rank, micro))  # dropout
+                    with gradient_sync(model, micro == config.accumulate - 1):
+                        loss = task.loss(task.forward(model, batch), batch)
+                        n = m_hi - m_lo
+                        # mean over the global batch once DDP / FSDP average the gradients over ranks
+                        (loss * (n * world.size / len(indices))).backward()
+                    loss_sum += loss.item() * n
+                if config.l1:
+                    add_l1_gradient(model, config.l1)
+                if config.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                pending[0] += loss_sum
+                pending[1] += hi - lo
+                loop["step"], loop["global_step"] = step + 1, loop["global_step"] + 1
+                bar.update(job, advance=1, description=f"epoch {epoch}/{config.epochs} loss {pending[0] / max(pending[1], 1):.4f}")
+                if config.checkpoint_every and loop["global_step"] % config.checkpoint_every == 0 and step + 1 < len(batches):
+                    checkpoint()
+            settle()
+            loop["seen"] += loop["count"]
+            val = task.evaluate(eval_model, splits.val, config.eval_batch_size)
+            row = {"epoch": epoch, "train_loss": loop["loss_sum"] / max(loop["count"], 1), "val_loss": val["loss"],
+                   f"val_{task.metric}": val[task.metric], "lr": scheduler.get_last_lr()[0]}
+            epoch_seconds.append(round(time.perf_counter() - t0, 3))
+            loop["history"].append(row)
+            improved = loop["best_value"] is None or sign * val[task.metric] > sign * loop["best_value"]
+            if sum_all(world, float(improved))[0] > 0:  # every rank takes the same branch (a collective follows)
+                loop.update(best_value=val[task.metric], best_epoch=epoch, best_state=full_state(model, world), waited=0)
+            else:
+                loop["waited"] += 1
+            if world.distributed and config.strategy == "ddp":
+                spread = max(spread, replica_spread(plain(model), world))
+            loop.update(step=0, loss_sum=0.0, count=0.0, epoch=epoch + 1)
+            checkpoint()
+            if config.patience and loop["waited"] >= config.patience:
+                break
+    seconds = time.perf_counter() - started
+    stopped_early = len(loop["history"]) < config.epochs
+    final = None
+    if world.main:
+        final = task.build_model(task.model_config())
+        final.load_state_dict(loop["best_state"])
+        final.eval()
+    return Fitted(final, loop["history"], loop["best_epoch"], stopped_early, seconds,
+                  loop["seen"] / max(seconds, 1e-9), epoch_seconds, world.size, spread)
+
+
+def train(task: Task, config: TrainConfig, out: str | Path, show_progress: bool = True) -> Artifact | None:
+    """Prepare the task's data, fit, test on the held-out split, and write an artifact that records it all.
+
+    With --nproc / --nnodes / --max-restarts this process launches torchrun and waits; under torchrun every
+    rank trains and rank 0 alone writes the (consolidated) artifact; the other ranks return None.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")
+    if not under_torchrun() and (config.nproc > 1 or config.nnodes > 1 or config.max_restarts > 0):
+        from .launch import launch
+
+        return launch(task, config, out, show_progress)
+    world = join(config.timeout)
+    try:
+        out = Path(agree(world, str(out)))  # ranks may each have made up a default --out; rank 0's wins
+        resolved = resolve(config, task)
+        splits = task.prepare(resolved.seed)
+        ckpt = Path(config.checkpoint_dir) if config.checkpoint_dir else out.with_name(out.name + ".checkpoints")
+        fitted = fit(task, splits, config, ckpt, show_progress, world)
+        artifact = None
+        if world.main:
+            artifact = _write(task, resolved, splits, fitted, out)
+            if not config.checkpoint_dir:  # the default checkpoint folder has served its purpose
+                shutil.rmtree(ckpt, ignore_errors=True)
+        barrier(world)
+    finally:
+        leave(world)
+    return artifact
+
+
+def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, out: Path) -> Artifact:
+    test = task.evaluate(fitted.model, splits.test, resolved.eval_batch_size)
+    launch_only = ("checkpoint_dir", "resume", "nnodes", "node_rank", "rdzv", "max_restarts", "timeout")
+    options = {k: v for k, v in dataclasses.asdict(resolved).items() if k not in launch_only}
+    return save_artifact(
+        out, fitted.model.state_dict(), task=task.to_manifest(), model_config=task.model_config(), verb="train",
+        options=options, metrics={"test": test}, write_files=task.write_files,
+        extra={"training": {"learning_curve": fitted.history, "best_epoch": fitted.best_epoch,
+                            "stopped_early": fitted.stopped_early, "metric": task.metric,
+                            "sizes": {k: len(getattr(splits, k)) for k in ("train", "val", "test")}},
+               "run": {"seconds": fitted.seconds, "examples_per_second": fitted.examples_per_second,
+                       "epoch_seconds": fitted.epoch_seconds, "world_size": fitted.world_size,
+                       "strategy": resolved.strategy if fitted.world_size > 1 else "single",
+                       "replica_spread": fitted.replica_spread}},
+    )

@@ -1,0 +1,61 @@
+"""Recipes: stages chain, gates stop a run with a report of what passed, bad recipes fail before anything runs."""
+import json
+
+import pytest
+
+import tamer
+from tamer.cli import main
+from tamer.errors import GateFailed, UsageError
+from tamer.pipeline import load_recipe
+
+
+def test_default_recipe_is_train_evaluate_on_digits():
+    spec = load_recipe(None)
+    assert spec["task"] == "digits"
+    assert [next(k for k in s if k not in ("gate", "name")) for s in spec["stages"]][:2] == ["train", "evaluate"]
+
+
+def test_recipe_runs_and_writes_one_html_report(tmp_path):
+    recipe = {"name": "t", "task": "digits", "stages": [
+        {"train": {"epochs": 3}}, {"evaluate": {}, "gate": {"accuracy": ">= 0.5"}}]}
+    run = tamer.run(recipe, out=tmp_path / "run", progress=False)
+    assert run.status == "passed" and [s.status for s in run.stages] == ["passed", "passed"]
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 3  # learning curves + two confusion matrices, embedded
+    assert "<script" not in page and "http" not in page.split("<body>")[1]  # self-contained
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["status"] == "passed"
+    assert tamer.load(run.artifact).task == "digits"
+
+
+def test_failed_gate_stops_and_reports_what_passed(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("task: digits\nstages:\n  - train: {epochs: 1}\n    gate: {accuracy: '>= 0.999'}\n  - evaluate: {}\n")
+    code = main(["run", str(recipe), "--out", str(tmp_path / "run"), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "gate failed at stage 01-train: accuracy" in err and ">= 0.999" in err
+    report = json.loads(out)["report"]
+    assert [s["status"] for s in report["stages"]] == ["failed", "skipped"]
+    assert (tmp_path / "run" / "report.html").is_file()
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ("task: digits\nstages:\n  - fly: {}\n", "must name exactly one of"),
+    ("task: digits\nstages:\n  - train: {colour: red}\n", "unknown option 'colour'"),
+    ("task: digits\nstages:\n  - train: {epochs: 1}\n    gate: {accuracy: 'about 0.9'}\n", "gate rule 'about 0.9'"),
+    ("task: nope\nstages:\n  - train: {}\n", "unknown task 'nope'"),
+    ("task: digits\nstages: []\n", "no stages"),
+    ("task: digits\nstage: []\n", "recipe key 'stage'"),
+])
+def test_bad_recipes_fail_before_running(tmp_path, text, pattern):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    with pytest.raises(UsageError, match=pattern):
+        tamer.run(recipe, out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_gate_metric_is_named(tmp_path):
+    recipe = {"task": "digits", "stages": [{"train": {"epochs": 1}, "gate": {"acuracy": ">= 0.1"}}]}
+    with pytest.raises(UsageError, match="gate metric 'acuracy'.*accuracy"):
+        tamer.run(recipe, out=tmp_path / "run", progress=False)
