@@ -1,0 +1,66 @@
+"""CompressConfig: the options of `tamer compress` (one name across Python, CLI flags and recipes)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..config import check, field
+
+GROUP_SIZES = (32, 64, 128)
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    quantize: Literal["int8", "int4"] | None = field(None, "quantize weights to int8 or int4 (embeddings included)")
+    scheme: Literal["sym", "asym"] = field("sym", "symmetric (zero-point 0) or asymmetric (zero-point per scale) codes")
+    granularity: Literal["tensor", "channel", "group"] | None = field(
+        None, "one scale per tensor, per output channel or per group of input columns (default: channel for int8, group for int4)")
+    group_size: int = field(64, "input columns per scale with --granularity group: 32, 64 or 128")
+    activations: Literal["dynamic", "weight-only"] = field(
+        "dynamic", "int8: also quantize activations per call (int8 GEMM) or keep them fp32")
+    calibration: Literal["rtn", "gptq"] = field("rtn", "round-to-nearest, or GPTQ (Frantar et al. 2022) on calibration data")
+    calibration_samples: int = field(128, "examples from the training split used for calibration and layer timing")
+    embeddings: bool = field(True, "quantize embedding tables too (int8 / int4 rows with their own scales)")
+    prune: float = field(0.0, "fraction of weights (unstructured, 2:4) or MLP neurons / channels (structured) to remove")
+    prune_kind: Literal["unstructured", "structured", "2:4"] = field("unstructured", "what pruning removes")
+    finetune_epochs: int = field(0, "epochs of fine-tuning after pruning or distillation")
+    lr: float | None = field(None, "learning rate of the fine-tune / distillation (default: the task's)")
+    distill_into: str | None = field(None, "student shape, e.g. 'layers=2' or 'layers=2,hidden=128,intermediate=512' (transformers) or 'hidden=32,channels=8' (digits)")
+    distill_epochs: int = field(3, "epochs of distillation")
+    temperature: float = field(2.0, "softening temperature of teacher and student logits in distillation")
+    alpha: float = field(0.5, "weight of the soft (KL) loss against the hard-label loss in distillation")
+    export: Literal["onnx"] | None = field(None, "also write model.onnx into the artifact, checked against PyTorch")
+    seed: int = field(0, "seed of calibration sampling, fine-tuning and distillation")
+
+    def __post_init__(self):
+        check(self.group_size in GROUP_SIZES,
+              f"--group-size {self.group_size} is not accepted; use one of {', '.join(map(str, GROUP_SIZES))}.")
+        check(0.0 <= self.prune < 1.0, f"--prune {self.prune} is out of range; give a fraction in [0, 1).")
+        check(self.prune_kind != "2:4" or self.prune in (0.0, 0.5),
+              f"--prune {self.prune} does not fit --prune-kind 2:4, which removes exactly 0.5; pass --prune 0.5.")
+        check(self.finetune_epochs >= 0, f"--finetune-epochs {self.finetune_epochs} must be 0 or more.")
+        check(self.distill_epochs >= 1, f"--distill-epochs {self.distill_epochs} must be 1 or more.")
+        check(1 <= self.calibration_samples <= 100_000, f"--calibration-samples {self.calibration_samples} is out of range; use 1..100000.")
+        check(self.temperature > 0, f"--temperature {self.temperature} must be positive.")
+        check(0.0 <= self.alpha <= 1.0, f"--alpha {self.alpha} is out of range; use a value in [0, 1].")
+        check(self.lr is None or self.lr > 0, f"--lr {self.lr} must be positive.")
+        check(self.calibration == "rtn" or self.quantize is not None, "--calibration gptq needs --quantize int8 or int4.")
+
+    @property
+    def bits(self) -> int:
+        return 4 if self.quantize == "int4" else 8
+
+    @property
+    def resolved_granularity(self) -> str:
+        return self.granularity or ("group" if self.quantize == "int4" else "channel")
+
+    @property
+    def steps(self) -> list[str]:
+        out = []
+        if self.distill_into:
+            out.append("distill")
+        if self.prune > 0:
+            out.append("prune")
+        if self.quantize:
+            out.append("quantize")
+        return out

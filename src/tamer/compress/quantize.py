@@ -1,0 +1,219 @@
+"""Quantize a model's layers, choose each layer's execution by timing it, and rebuild the model from an artifact.
+
+Per layer the recipe records what is stored (bits, scheme, group size) and how it runs:
+- `int8-dynamic`: fbgemm int8 GEMM with per-call activation scales (Linear, symmetric int8 only);
+- `fp32-fallback`: codes on disk, dequantized once at load, fp32 GEMM (when int8 was not faster for the
+  layer's shape, or the layer cannot run in int8: convolutions, asymmetric codes, --activations weight-only);
+- `int4-on-the-fly`: packed int4 codes in memory, dequantized per call;
+- `embedding`: int8 / int4 rows, only the looked-up rows dequantized.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from .config import CompressConfig
+from .layers import Int8DynamicLinear, QuantEmbedding, WeightOnlyConv2d, WeightOnlyLinear
+from .qmath import Quantized, pack_int4, quantize
+
+
+def _is_conv1d(m: nn.Module) -> bool:  # GPT-2's Conv1D: a linear layer with its weight stored [in, out]
+    return type(m).__name__ == "Conv1D" and hasattr(m, "nf")
+
+
+def linear_weight(m: nn.Module) -> torch.Tensor:
+    return m.weight.detach().t() if _is_conv1d(m) else m.weight.detach()
+
+
+def quantizable(model: nn.Module, embeddings: bool = True) -> dict[str, nn.Module]:
+    """Name -> layer for every Linear / Conv1D / Conv2d (and Embedding when asked) in `model`."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)) or _is_conv1d(m) or (embeddings and isinstance(m, nn.Embedding)):
+            out[name] = m
+    return out
+
+
+def _set(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def check_shapes(layers: dict[str, nn.Module], config: CompressConfig) -> None:
+    """Refuse, before any work, a group size that does not divide a layer's input width (or an odd int4 width)."""
+    for name, m in layers.items():
+        if isinstance(m, nn.Conv2d):
+            continue  # convolutions are always per output channel
+        cols = m.weight.shape[1] if not _is_conv1d(m) else m.weight.shape[0]
+        if config.resolved_granularity == "group" and cols % config.group_size:
+            raise UsageError(f"--group-size {config.group_size} does not divide the input width {cols} of layer {name!r}; "
+                             f"use a group size that divides it ({', '.join(str(g) for g in (32, 64, 128) if cols % g == 0) or 'none fits: use --granularity channel'}).")
+        if config.bits == 4 and cols % 2:
+            raise UsageError(f"int4 packs two codes per byte, and layer {name!r} has an odd input width {cols}; use --quantize int8.")
+
+
+def _median_ms(fn: Callable[[], Any], reps: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+@torch.inference_mode()
+def time_layer(fp32: nn.Module, quant: nn.Module, x: torch.Tensor, reps: int = 5) -> tuple[float, float]:
+    """Interleaved medians (ms) of the fp32 and quantized layer on the same input, so load changes hit both."""
+    a, b = [], []
+    fp32(x), quant(x)
+    for _ in range(reps):
+        a.append(_median_ms(lambda: fp32(x), 1))
+        b.append(_median_ms(lambda: quant(x), 1))
+    return statistics.median(a), statistics.median(b)
+
+
+def _codes_module(m: nn.Module, q: Quantized, exec_: str) -> nn.Module:
+    bias = getattr(m, "bias", None)
+    signed = q.scheme == "sym"
+    codes = pack_int4(q.q) if q.bits == 4 else q.q
+    if isinstance(m, nn.Embedding):
+        new = QuantEmbedding(m.num_embeddings, m.embedding_dim, q.bits, q.group_size, signed, m.padding_idx)
+    elif isinstance(m, nn.Conv2d):
+        new = WeightOnlyConv2d(tuple(m.weight.shape), bias is not None, q.bits, q.group_size, signed, True,
+                               m.stride, m.padding, m.dilation, m.groups)
+    elif exec_ == "int8-dynamic":
+        w = linear_weight(m)
+        new = Int8DynamicLinear(w.shape[1], w.shape[0], bias is not None)
+    else:
+        w = linear_weight(m)
+        new = WeightOnlyLinear(w.shape[1], w.shape[0], bias is not None, q.bits, q.group_size, signed,
+                               cache=exec_ == "fp32-fallback")
+    new.qweight.copy_(codes.reshape(new.qweight.shape))
+    new.scale.copy_(q.scale.reshape(new.scale.shape))
+    new.zero_point.copy_(q.zero_point.reshape(new.zero_point.shape))
+    if bias is not None and new.bias is not None:
+        new.bias.copy_(bias.detach())
+    return new
+
+
+def layer_spec(m: nn.Module) -> dict[str, Any]:
+    """What the loader needs to rebuild an empty quantized layer of the right shape."""
+    if isinstance(m, nn.Embedding):
+        return {"type": "embedding", "shape": [m.num_embeddings, m.embedding_dim], "padding_idx": m.padding_idx}
+    if isinstance(m, nn.Conv2d):
+        return {"type": "conv2d", "shape": list(m.weight.shape), "bias": m.bias is not None, "stride": list(m.stride),
+                "padding": list(m.padding), "dilation": list(m.dilation), "groups": m.groups}
+    w = linear_weight(m)
+    return {"type": "linear", "shape": list(w.shape), "bias": getattr(m, "bias", None) is not None}
+
+
+def quantize_layer(m: nn.Module, config: CompressConfig) -> Quantized:
+    """Round-to-nearest codes of one layer. Convolutions: per output channel; int8 embeddings: per row, asymmetric."""
+    w = m.weight.detach() if isinstance(m, (nn.Conv2d, nn.Embedding)) else linear_weight(m)
+    gran = config.resolved_granularity
+    if isinstance(m, nn.Conv2d) and gran == "group":
+        gran = "channel"
+    scheme = config.scheme
+    if isinstance(m, nn.Embedding) and config.bits == 8:
+        scheme, gran = "asym", ("channel" if gran == "tensor" else gran)  # one scale per row: a table's rows differ widely
+    bits = config.bits
+    if isinstance(m, nn.Conv2d):
+        w = w.reshape(w.shape[0], -1)
+        if bits == 4 and w.shape[1] % 2:
+            bits = 8  # an odd kernel width cannot pack two per byte; the recipe records 8 bits for this layer
+    return quantize(w, bits, scheme, gran, config.group_size if gran == "group" else None)
+
+
+def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torch.Tensor | None) -> tuple[str, str, dict]:
+    """(execution, reason, timings) for one layer: int8 GEMM only where it is measured faster than fp32."""
+    if isinstance(m, nn.Embedding):
+        return "embedding", "rows dequantized on lookup", {}
+    if isinstance(m, nn.Conv2d):
+        return "fp32-fallback", "no int8 convolution kernel is used; codes dequantized once at load", {}
+    if q.bits == 4:
+        if sample is None:
+            return "int4-on-the-fly", "packed int4 in memory, dequantized per call (not timed)", {}
+        fp32_ms, int4_ms = time_layer(m, _codes_module(m, q, "int4-on-the-fly"), sample)
+        timing = {"fp32_ms": round(fp32_ms, 3), "int4_ms": round(int4_ms, 3)}
+        if int4_ms <= 1.05 * fp32_ms:
+            return "int4-on-the-fly", f"dequantize per call {int4_ms:.2f} ms vs fp32 {fp32_ms:.2f} ms", timing
+        return "fp32-fallback", f"dequantize per call {int4_ms:.2f} ms was slower than fp32 {fp32_ms:.2f} ms; dequantized once at load", timing
+    if config.activations == "weight-only":
+        return "fp32-fallback", "--activations weight-only", {}
+    if q.scheme != "sym" or q.group_size is not None or q.scale.dim() == 0:
+        return "fp32-fallback", "the int8 GEMM takes symmetric per-channel weights only", {}
+    if sample is None:
+        return "fp32-fallback", "layer not reached by calibration data, so not timed", {}
+    candidate = _codes_module(m, q, "int8-dynamic")
+    fp32_ms, int8_ms = time_layer(m, candidate, sample)
+    timing = {"fp32_ms": round(fp32_ms, 3), "int8_ms": round(int8_ms, 3), "tokens": int(sample.reshape(-1, sample.shape[-1]).shape[0])}
+    if int8_ms < fp32_ms:
+        return "int8-dynamic", f"int8 {int8_ms:.2f} ms < fp32 {fp32_ms:.2f} ms", timing
+    return "fp32-fallback", f"int8 {int8_ms:.2f} ms was not faster than fp32 {fp32_ms:.2f} ms", timing
+
+
+@torch.inference_mode()
+def capture_inputs(model: nn.Module, names: list[str], run: Callable[[], None]) -> dict[str, torch.Tensor]:
+    """The first input each named layer sees while `run()` runs the model on calibration data."""
+    seen: dict[str, torch.Tensor] = {}
+    def keep(name: str, inp) -> None:  # a forward hook that returned a value would replace the layer's output
+        seen.setdefault(name, inp[0].detach())
+
+    hooks = [model.get_submodule(n).register_forward_hook(lambda mod, inp, out, n=n: keep(n, inp)) for n in names]
+    try:
+        run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def quantize_model(model: nn.Module, config: CompressConfig, run_calibration: Callable[[nn.Module], None] | None,
+                   precomputed: dict[str, Quantized] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Replace the quantizable layers of `model` in place; returns (model, recipe with one row per layer).
+
+    `precomputed` (name -> codes, e.g. from GPTQ) is used instead of round-to-nearest for those layers.
+    """
+    layers = quantizable(model, config.embeddings)
+    check_shapes(layers, config)
+    samples = {}
+    if run_calibration is not None:
+        samples = capture_inputs(model, [n for n, m in layers.items() if not isinstance(m, (nn.Embedding, nn.Conv2d))],
+                                 lambda: run_calibration(model))
+    recipe: dict[str, Any] = {}
+    for name, m in layers.items():
+        q = (precomputed or {}).get(name) or quantize_layer(m, config)
+        exec_, reason, timing = choose_exec(m, q, config, samples.get(name))
+        recipe[name] = {**layer_spec(m), "bits": q.bits, "scheme": q.scheme, "group_size": q.group_size,
+                        "granularity": "group" if q.group_size else ("tensor" if q.scale.dim() == 0 else "channel"),
+                        "exec": exec_, "reason": reason, **timing}
+        _set(model, name, _codes_module(m, q, exec_))
+    return model, recipe
+
+
+def empty_layer(spec: dict[str, Any]) -> nn.Module:
+    """An empty quantized layer for one recipe row; load_state_dict fills it."""
+    signed, bits, g = spec["scheme"] == "sym", spec["bits"], spec["group_size"]
+    if spec["type"] == "embedding":
+        return QuantEmbedding(*spec["shape"], bits, g, signed, spec.get("padding_idx"))
+    if spec["type"] == "conv2d":
+        return WeightOnlyConv2d(tuple(spec["shape"]), spec["bias"], bits, g, signed, True,
+                                spec["stride"], spec["padding"], spec["dilation"], spec["groups"])
+    out_f, in_f = spec["shape"]
+    if spec["exec"] == "int8-dynamic":
+        return Int8DynamicLinear(in_f, out_f, spec["bias"])
+    return WeightOnlyLinear(in_f, out_f, spec["bias"], bits, g, signed, cache=spec["exec"] == "fp32-fallback")
+
+
+def load_quantized(model: nn.Module, state_dict: dict[str, torch.Tensor], manifest: dict[str, Any]) -> nn.Module:
+    """The artifact loader for int8 / int4 formats: rebuild the recorded layers, then load their codes."""
+    for name, spec in manifest["quantization"]["layers"].items():
+        _set(model, name, empty_layer(spec))
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()

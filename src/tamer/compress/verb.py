@@ -1,0 +1,121 @@
+"""The `compress` verb: distill -> prune -> quantize -> export, each step a child artifact naming its parent."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..artifact import WEIGHTS, Artifact, save_artifact
+from ..errors import UsageError
+from .config import CompressConfig
+from .measure import (calibration_batches, compare_latency, headline, latency_batch, output_agreement, run_batches)
+from .report import CompressReport, StepResult
+
+
+def _seed(artifact: Artifact) -> int:
+    return int(artifact.manifest.get("options", {}).get("seed", 0))
+
+
+def _options(config: CompressConfig) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(config).items()}
+
+
+def _write(out: Path, parent: Artifact, task, model, model_config, config, step: str, fmt: str,
+           metrics: dict, extra: dict | None = None, files=None) -> Artifact:
+    def write_files(folder: Path) -> None:
+        task.write_files(folder)
+        if files is not None:
+            files(folder)
+
+    return save_artifact(out, model.state_dict(), task=task.to_manifest(), model_config=model_config, verb="compress",
+                         options={**_options(config), "step": step, "seed": _seed(parent)}, metrics=metrics,
+                         parents=[parent.id], fmt=fmt, extra=extra, write_files=write_files)
+
+
+def _quantize(parent: Artifact, config: CompressConfig, out: Path, progress: bool) -> tuple[Artifact, StepResult]:
+    from .gptq import gptq_weights
+    from .quantize import quantize_model
+
+    if parent.manifest.get("format", "fp32") != "fp32":
+        raise UsageError(f"artifact {str(parent.path)!r} is already {parent.manifest['format']}; quantize its fp32 parent instead.")
+    task, fp32 = parent.load_model()
+    splits = task.prepare(_seed(parent))
+    calib = calibration_batches(task, splits.train, config.calibration_samples, config.seed)
+    new_weights, rtn_metrics = None, None
+    if config.calibration == "gptq":
+        new_weights = gptq_weights(fp32, task, calib, config)
+        rtn, _ = quantize_model(copy.deepcopy(fp32), dataclasses.replace(config, calibration="rtn", activations="weight-only"), None)
+        rtn_metrics = task.evaluate(rtn, splits.test)
+    quant, recipe = quantize_model(copy.deepcopy(fp32), config, lambda m: run_batches(task, m, calib), new_weights)
+    parent_metrics = task.evaluate(fp32, splits.test)
+    metrics = task.evaluate(quant, splits.test)
+    layer_error = _layer_errors(fp32, quant, recipe)
+    lat = {n: compare_latency(task, {"parent": fp32, "child": quant}, latency_batch(task, splits.test, n)) for n in (1, 32)}
+    child = _write(out, parent, task, quant, parent.manifest["model_config"], config, "quantize", config.quantize,
+                   metrics, extra={"quantization": {"layers": recipe, "bits": config.bits, "scheme": config.scheme,
+                                                    "calibration": config.calibration}})
+    fell_back = {n: r["reason"] for n, r in recipe.items() if r["exec"] == "fp32-fallback"}
+    result = StepResult(
+        step="quantize", artifact=str(child.path), id=child.id, detail=f"{config.quantize} {config.scheme} "
+        f"{config.resolved_granularity}{' ' + str(config.group_size) if config.resolved_granularity == 'group' else ''}, {config.calibration}",
+        parent_bytes=_file_bytes(parent), child_bytes=_file_bytes(child),
+        parent_metric=headline(task, parent_metrics), child_metric=headline(task, metrics), metric=task.metric,
+        latency_ms={f"batch{n}": v for n, v in lat.items()},
+        agreement=output_agreement(task, fp32, quant, calib[:2]),
+        layers=[{"layer": n, "exec": r["exec"], "bits": r["bits"], "granularity": r["granularity"],
+                 "weight_rel_error": layer_error.get(n), "reason": r["reason"]} for n, r in recipe.items()],
+        fallbacks=fell_back,
+        rtn_metric=headline(task, rtn_metrics) if rtn_metrics else None)
+    return child, result
+
+
+@torch.no_grad()
+def _layer_errors(fp32, quant, recipe) -> dict[str, float]:
+    from .quantize import linear_weight
+
+    out = {}
+    for name in recipe:
+        a, b = fp32.get_submodule(name), quant.get_submodule(name)
+        w = a.weight.detach() if isinstance(a, (torch.nn.Embedding, torch.nn.Conv2d)) else linear_weight(a)
+        wq = b.weight if isinstance(b.weight, torch.Tensor) else b.weight()
+        out[name] = float((w.reshape(wq.shape) - wq).norm() / w.norm().clamp(min=1e-12))
+    return out
+
+
+def _file_bytes(artifact: Artifact) -> int:
+    return (artifact.path / WEIGHTS).stat().st_size
+
+
+def compress(artifact: Artifact, config: CompressConfig, out: str | Path, progress: bool = True) -> tuple[Artifact, CompressReport]:
+    """Run the steps the config asks for; intermediate steps are written beside `out` as OUT.STEP."""
+    steps = config.steps
+    if not steps and not config.export:
+        raise UsageError("compress was given nothing to do; pass --quantize int8|int4, --prune FRACTION, "
+                         "--distill-into SPEC or --export onnx.")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")
+    chain = steps + (["export"] if config.export else [])
+    current, results = artifact, []
+    for i, step in enumerate(chain):
+        target = out if i == len(chain) - 1 else out.with_name(f"{out.name}.{step}")
+        if step == "quantize":
+            current, result = _quantize(current, config, target, progress)
+        elif step == "prune":
+            from .prune import prune_step
+
+            current, result = prune_step(current, config, target, progress)
+        elif step == "distill":
+            from .distill import distill_step
+
+            current, result = distill_step(current, config, target, progress)
+        else:
+            from .export import export_step
+
+            current, result = export_step(current, config, target, progress)
+        results.append(result)
+    return current, CompressReport(parent=str(artifact.path), parent_id=artifact.id, artifact=str(current.path),
+                                   id=current.id, steps=results)

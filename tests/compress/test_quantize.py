@@ -1,0 +1,101 @@
+"""Quantized artifacts: saved and loaded models give identical outputs; int8 GEMM matches its reference; GPTQ."""
+import torch
+from torch import nn
+
+import tamer
+from tamer.artifact import Artifact
+from tamer.compress import CompressConfig
+from tamer.compress.gptq import gptq_quantize_weight
+from tamer.compress.layers import REDUCE_RANGE, Int8DynamicLinear, QuantEmbedding, WeightOnlyLinear
+from tamer.compress.qmath import quantize
+from tamer.compress.quantize import _codes_module
+
+
+def _same_outputs(task, a, b, n=16):
+    batch = task.collate([task.prepare(0).test[i] for i in range(n)])
+    with torch.inference_mode():
+        return torch.equal(task.forward(a, batch), task.forward(b, batch))
+
+
+def test_int8_digits_round_trip(digits_artifact, tmp_path):
+    child, report = tamer.compress(digits_artifact, out=tmp_path / "q", progress=False, quantize="int8")
+    assert child.manifest["format"] == "int8" and child.manifest["parents"] == [digits_artifact.id]
+    step = report.steps[0]
+    assert step.size_ratio < 0.3
+    assert abs(step.child_metric - step.parent_metric) <= 0.02
+    layers = child.manifest["quantization"]["layers"]
+    assert {r["exec"] for r in layers.values()} <= {"int8-dynamic", "fp32-fallback"}
+    assert all(r["reason"] for r in layers.values())  # every fallback says why
+    state = child.state_dict()
+    assert state["classifier.1.qweight"].dtype == torch.int8 and "classifier.1.weight" not in state
+    task, loaded = Artifact.load(child.path).load_model()
+    task2, again = tamer.load(child.path).load_model()
+    assert _same_outputs(task, loaded, again)
+    assert tamer.evaluate(child.path).metrics["accuracy"] == child.metrics["test"]["accuracy"] if "test" in child.metrics else True
+
+
+def test_saved_and_loaded_equals_in_memory(digits_artifact, tmp_path):
+    from tamer.compress.quantize import quantize_model
+
+    task, fp32 = digits_artifact.load_model()
+    child, _ = tamer.compress(digits_artifact, out=tmp_path / "q", progress=False, quantize="int4", group_size=32,
+                              embeddings=False)
+    _, loaded = child.load_model()
+    config = CompressConfig(quantize="int4", group_size=32)
+    mem, _ = quantize_model(fp32, config, None)
+    assert _same_outputs(task, mem, loaded)
+    assert child.state_dict()["classifier.1.qweight"].dtype == torch.uint8
+    assert child.state_dict()["classifier.1.qweight"].shape == (128, 128)  # 256 columns, two per byte
+
+
+def test_int8_dynamic_linear_matches_dequantized_reference():
+    torch.manual_seed(0)
+    lin = nn.Linear(256, 96)
+    q = quantize(lin.weight.detach(), 8, "sym", "channel")
+    fast = _codes_module(lin, q, "int8-dynamic")
+    assert isinstance(fast, Int8DynamicLinear)
+    x = torch.randn(64, 256)
+    reference = x @ q.dequantize().t() + lin.bias.detach()
+    out = fast(x)
+    # activations are rounded per call (7 bits where the CPU lacks VNNI, see REDUCE_RANGE): the error is bounded
+    # by half the activation step times the largest |W| row sum
+    step = (x.max() - x.min()) / (127 if REDUCE_RANGE else 255)
+    bound = step / 2 * q.dequantize().abs().sum(1).max()
+    assert (out - reference).abs().max() <= bound
+    assert torch.nn.functional.cosine_similarity(out.flatten(), reference.flatten(), dim=0) > 0.999
+
+
+def test_text_model_int8_quantizes_embeddings(text_artifact, tmp_path):
+    child, report = tamer.compress(text_artifact, out=tmp_path / "q", progress=False, quantize="int8")
+    layers = child.manifest["quantization"]["layers"]
+    assert layers["encoder.embeddings.word_embeddings"]["exec"] == "embedding"
+    assert child.state_dict()["encoder.embeddings.word_embeddings.qweight"].dtype == torch.uint8
+    task, model = child.load_model()
+    assert isinstance(model.encoder.embeddings.word_embeddings, QuantEmbedding)
+    assert report.steps[0].size_ratio < 0.35  # layer norms and per-row scales stay fp32
+    assert report.steps[0].agreement > 0.99
+    assert child.metrics["accuracy"] >= text_artifact.metrics["test"]["accuracy"] - 0.05
+
+
+def test_causal_lm_int4_gptq_against_rtn(lm_artifact, tmp_path):
+    child, report = tamer.compress(lm_artifact, out=tmp_path / "q", progress=False, quantize="int4", group_size=32,
+                                   calibration="gptq", calibration_samples=32)
+    step = report.steps[0]
+    assert step.rtn_metric is not None and step.child_metric is not None
+    assert step.child_metric <= step.parent_metric * 1.25  # perplexity stays close on this tiny model
+    task, model = child.load_model()
+    assert any(isinstance(m, WeightOnlyLinear) and m.bits == 4 for m in model.modules())
+
+
+def test_gptq_beats_round_to_nearest_on_layer_output():
+    """GPTQ minimizes ||XW^T - XQ^T||; with correlated inputs it must do better than rounding each weight."""
+    torch.manual_seed(0)
+    mix = torch.randn(64, 64)
+    x = torch.randn(2048, 64) @ mix  # strongly correlated input columns
+    w = torch.randn(32, 64)
+    h = 2 * x.t() @ x / x.shape[0]
+    rtn = quantize(w, 4, "sym", "group", 32)
+    gq = gptq_quantize_weight(w, h, 4, "sym", 32)
+    err_rtn = (x @ (w - rtn.dequantize()).t()).norm()
+    err_gptq = (x @ (w - gq.dequantize()).t()).norm()
+    assert err_gptq < 0.8 * err_rtn
