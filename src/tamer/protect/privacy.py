@@ -1,0 +1,207 @@
+"""Differentially private training (DP-SGD through Opacus): noise calibrated so the final epsilon stays in budget.
+
+protect/ does not use train/ (the walls), so this is its own small loop on the Task methods. Opacus computes the
+noise multiplier for the planned epochs with its RDP accountant (`make_private_with_epsilon`); before every epoch
+the loop asks the accountant what epsilon that epoch would bring and stops instead of exceeding the target.
+The model is the final one (no checkpoint picked by validation), and the artifact it writes is a normal one.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..artifact import Artifact, save_artifact
+from ..errors import DataError, UsageError
+from ..progress import progress_bar
+from ..report import Report, table_html
+from ..tasks.base import Task
+from .config import PrivacyConfig
+
+# Chosen for DP-SGD on small data: large batches (high sampling rate) and a higher learning rate than usual.
+DP_DEFAULTS = {"epochs": 40, "batch_size": 256, "lr": 4e-3, "optimizer": "adamw", "weight_decay": 0.0, "seed": 0,
+               "eval_batch_size": 256}
+
+
+def epsilon_for(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
+    """Epsilon spent by `steps` of the subsampled Gaussian mechanism, by Opacus's RDP accountant."""
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    accountant.history = [(noise_multiplier, sample_rate, steps)]
+    return float(accountant.get_epsilon(delta))
+
+
+def refuse_unsupported_layers(model: torch.nn.Module, task: Task) -> None:
+    """BatchNorm mixes examples in a batch, which per-example clipping cannot bound: refuse with the fix."""
+    from opacus.validators import ModuleValidator
+
+    errors = ModuleValidator.validate(model, strict=False)
+    if errors:
+        raise UsageError(f"task {task.name!r} builds a model DP-SGD cannot train ({str(errors[0]).splitlines()[0]}); "
+                         f"replace BatchNorm with GroupNorm (opacus.validators.ModuleValidator.fix does this) "
+                         f"or train without --private.")
+
+
+def _seed(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, out: str | Path,
+                  show_progress: bool = True) -> Artifact:
+    """Train `task`'s model with DP-SGD within (epsilon, delta) and write an artifact recording the spend."""
+    from opacus import PrivacyEngine
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")
+    opts = {**DP_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    unsupported = sorted(k for k in opts if k not in DP_DEFAULTS)
+    if unsupported:
+        raise UsageError(f"option {unsupported[0]!r} is not supported with --private; accepted: {', '.join(DP_DEFAULTS)}.")
+    _seed(opts["seed"])
+    splits = task.prepare(opts["seed"])
+    n = len(splits.train)
+    if n == 0 or len(splits.val) == 0:
+        raise DataError("the train or validation split is empty; give more data or change the split fractions.")
+    if privacy.delta >= 1.0 / n:
+        raise UsageError(f"--delta {privacy.delta} is not below 1/{n} (one over the training examples); a delta that "
+                         f"large allows leaking a whole example. Use a smaller one, such as {10 ** math.floor(math.log10(0.1 / n)):g}.")
+    model = task.build_model(task.model_config())
+    refuse_unsupported_layers(model, task)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = (torch.optim.SGD(params, lr=opts["lr"], momentum=0.9, weight_decay=opts["weight_decay"])
+                 if opts["optimizer"] == "sgd" else torch.optim.AdamW(params, lr=opts["lr"], weight_decay=opts["weight_decay"]))
+    loader = DataLoader(splits.train, batch_size=min(opts["batch_size"], n), shuffle=True, collate_fn=task.collate,
+                        generator=torch.Generator().manual_seed(opts["seed"]))
+    engine = PrivacyEngine(accountant="rdp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # secure-RNG advice and full-backward-hook notices
+        model, optimizer, loader = engine.make_private_with_epsilon(
+            module=model, optimizer=optimizer, data_loader=loader, target_epsilon=privacy.epsilon,
+            target_delta=privacy.delta, epochs=opts["epochs"], max_grad_norm=privacy.max_grad_norm)
+    sigma, q = optimizer.noise_multiplier, loader.sample_rate
+    steps_per_epoch = len(loader)
+    history, started, stopped = [], time.perf_counter(), ""
+    steps = 0
+    with progress_bar(show_progress) as bar, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Opacus's full-backward-hook notice on every step
+        job = bar.add_task("train --private", total=steps_per_epoch * opts["epochs"])
+        for epoch in range(1, opts["epochs"] + 1):
+            if epsilon_for(sigma, q, steps + steps_per_epoch, privacy.delta) > privacy.epsilon + 1e-9:
+                stopped = f"stopped before epoch {epoch}: it would have spent more than epsilon {privacy.epsilon}"
+                break
+            model.train()
+            loss_sum, count, t0 = 0.0, 0, time.perf_counter()
+            for batch in loader:
+                if not isinstance(batch, dict) or len(batch["labels"]) == 0:  # Poisson sampling drew no example
+                    optimizer.zero_grad(set_to_none=True)
+                    optimizer.step()  # still a (noise-only) step: the accountant counts it
+                    steps += 1
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                loss = task.loss(task.forward(model, batch), batch)
+                loss.backward()
+                optimizer.step()
+                steps += 1
+                loss_sum += loss.item() * len(batch["labels"])
+                count += len(batch["labels"])
+                bar.update(job, advance=1, description=f"epoch {epoch} loss {loss_sum / max(count, 1):.4f}")
+            optimizer.zero_grad(set_to_none=True)
+            val = task.evaluate(model._module, splits.val, opts["eval_batch_size"])
+            history.append({"epoch": epoch, "train_loss": loss_sum / max(count, 1), "val_loss": val["loss"],
+                            f"val_{task.metric}": val[task.metric], "lr": opts["lr"],
+                            "epsilon": float(engine.get_epsilon(privacy.delta)), "seconds": round(time.perf_counter() - t0, 3)})
+    seconds = time.perf_counter() - started
+    final = model._module.eval()
+    test = task.evaluate(final, splits.test, opts["eval_batch_size"])
+    spent = float(engine.get_epsilon(privacy.delta)) if steps else 0.0
+    record = {"epsilon_target": privacy.epsilon, "epsilon": spent, "delta": privacy.delta,
+              "max_grad_norm": privacy.max_grad_norm, "noise_multiplier": sigma, "sample_rate": q, "steps": steps,
+              "accountant": "rdp (opacus)", "stopped": stopped}
+    return save_artifact(
+        out, final.state_dict(), task=task.to_manifest(), model_config=task.model_config(), verb="train",
+        options={**opts, "private": True, "epsilon": privacy.epsilon, "delta": privacy.delta,
+                 "max_grad_norm": privacy.max_grad_norm},
+        metrics={"test": test}, write_files=task.write_files,
+        extra={"privacy": record,
+               "training": {"learning_curve": history, "best_epoch": len(history), "stopped_early": bool(stopped),
+                            "metric": task.metric, "sizes": {k: len(getattr(splits, k)) for k in ("train", "val", "test")}},
+               "run": {"seconds": seconds, "examples_per_second": n * len(history) / max(seconds, 1e-9),
+                       "epoch_seconds": [h["seconds"] for h in history]}})
+
+
+@dataclass
+class PrivacyReport(Report):
+    """What a DP training run spent and reached."""
+
+    artifact: str
+    artifact_id: str
+    task: str
+    epsilon: float
+    epsilon_target: float
+    delta: float
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    max_grad_norm: float
+    seconds: float
+    test: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str = ""
+    title = "privacy"
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact) -> "PrivacyReport":
+        m = artifact.manifest
+        p = m.get("privacy", {})
+        return cls(artifact=str(artifact.path), artifact_id=artifact.id, task=artifact.task, epsilon=p.get("epsilon", 0.0),
+                   epsilon_target=p.get("epsilon_target", 0.0), delta=p.get("delta", 0.0),
+                   noise_multiplier=p.get("noise_multiplier", 0.0), sample_rate=p.get("sample_rate", 0.0),
+                   steps=p.get("steps", 0), max_grad_norm=p.get("max_grad_norm", 0.0),
+                   seconds=m.get("run", {}).get("seconds", 0.0), test=m.get("metrics", {}).get("test", {}),
+                   history=m.get("training", {}).get("learning_curve", []), stopped=p.get("stopped", ""))
+
+    def gate_metrics(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon, "delta": self.delta,
+                **{k: v for k, v in self.test.items() if not isinstance(v, (list, dict))}}
+
+    def summary(self) -> str:
+        acc = self.test.get("accuracy")
+        return (f"trained {self.task} privately: epsilon {self.epsilon:.3f} of {self.epsilon_target:g} "
+                f"(delta {self.delta:g}, noise {self.noise_multiplier:.3f}, {self.steps} steps) in {self.seconds:.1f} s"
+                + (f"; test accuracy {acc:.4f}" if acc is not None else "") + (f"\n{self.stopped}" if self.stopped else "")
+                + f"\nartifact {self.artifact} (id {self.artifact_id})")
+
+    def html(self) -> str:
+        import matplotlib.pyplot as plt
+
+        from ..report import figure_html
+
+        fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+        epochs = [h["epoch"] for h in self.history]
+        a.plot(epochs, [h["epsilon"] for h in self.history], marker="o")
+        a.axhline(self.epsilon_target, color="tab:red", ls="--", label="budget")
+        a.set_xlabel("epoch"); a.set_ylabel("epsilon spent"); a.legend(); a.grid(alpha=.3)
+        key = next((k for k in (self.history[0] if self.history else {}) if k.startswith("val_") and k != "val_loss"), None)
+        if key:
+            b.plot(epochs, [h[key] for h in self.history], marker="o", color="tab:green")
+            b.set_xlabel("epoch"); b.set_ylabel(key.replace("_", " ")); b.grid(alpha=.3)
+        facts = [("epsilon spent / budget", f"{self.epsilon:.3f} / {self.epsilon_target:g}"), ("delta", self.delta),
+                 ("noise multiplier", f"{self.noise_multiplier:.3f}"), ("sampling rate", f"{self.sample_rate:.4f}"),
+                 ("steps", self.steps), ("clipping norm", self.max_grad_norm), ("time", f"{self.seconds:.1f} s"),
+                 *[(f"test {k}", v) for k, v in self.test.items() if isinstance(v, float)]]
+        return (f"<section><h2>Differential privacy · {self.task}</h2>{table_html(facts)}"
+                f"<div class=figs>{figure_html(fig, 'epsilon per epoch')}</div></section>")

@@ -1,0 +1,270 @@
+"""`scrub`: stream a TXT / TSV / CSV / JSONL file, replacing PII, and count what was found per entity and column.
+
+Modes: mask ([EMAIL]), redact (removed), hash ([EMAIL:3f2a9c1b0d]: HMAC-SHA256 with the key when one is given,
+plain SHA-256 otherwise, which a dictionary of phone numbers can reverse), pseudonymize (EMAIL_3f2a9c1b: keyed
+HMAC, so the same value always gets the same token; the token -> value mapping is written beside the output,
+encrypted with the same key, and `restore_pseudonyms` puts the values back).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..errors import DataError, UsageError
+from ..report import Report, table_html
+from . import crypto
+from .config import ScrubConfig
+from .detect import DETECTORS, check_entities, find_pii
+
+FORMATS = {".txt": "txt", ".text": "txt", ".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+MAPPING_SUFFIX = ".pseudonyms.enc"
+
+
+@dataclass
+class ScrubReport(Report):
+    input: str
+    out: str
+    format: str
+    mode: str
+    entities: list[str]
+    lines: int
+    seconds: float
+    counts: dict[str, int]
+    by_column: dict[str, dict[str, int]]
+    mapping: str | None = None
+    title = "scrub"
+
+    @property
+    def lines_per_second(self) -> float:
+        return self.lines / max(self.seconds, 1e-9)
+
+    def gate_metrics(self) -> dict[str, Any]:
+        return {"lines": self.lines, "found": sum(self.counts.values()), "lines_per_second": self.lines_per_second,
+                **{f"found_{k}": v for k, v in self.counts.items()}}
+
+    def summary(self) -> str:
+        found = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items(), key=lambda kv: -kv[1])) or "nothing"
+        return (f"scrubbed {self.lines:,} lines of {self.input} ({self.mode}) in {self.seconds:.2f} s "
+                f"({self.lines_per_second:,.0f} lines/s): {found}\n{self.out}"
+                + (f"\npseudonym mapping (encrypted): {self.mapping}" if self.mapping else ""))
+
+    def html(self) -> str:
+        cols = sorted(self.by_column)
+        rows = [(e, self.counts.get(e, 0), *(self.by_column[c].get(e, 0) for c in cols)) for e in self.entities]
+        facts = [("input", self.input), ("output", self.out), ("format", self.format), ("mode", self.mode),
+                 ("lines", f"{self.lines:,}"), ("speed", f"{self.lines_per_second:,.0f} lines/s")]
+        return (f"<section><h2>Scrub · {self.input}</h2>{table_html(facts)}"
+                f"{table_html(rows, ['entity', 'total', *cols])}</section>")
+
+
+class Replacer:
+    """Turns a found value into its replacement for one mode, remembering pseudonyms for the mapping."""
+
+    def __init__(self, mode: str, key: bytes | None):
+        self.mode = mode
+        self.hash_key = crypto.subkey(key, "scrub hash") if key else None
+        self.pseudo_key = crypto.subkey(key, "scrub pseudonym") if key else None
+        self.mapping: dict[str, str] = {}
+
+    def __call__(self, entity: str, value: str) -> str:
+        label = DETECTORS[entity].label
+        if self.mode == "mask":
+            return f"[{label}]"
+        if self.mode == "redact":
+            return ""
+        message = f"{entity}\x00{value}".encode()
+        if self.mode == "hash":
+            digest = (hmac.new(self.hash_key, message, hashlib.sha256) if self.hash_key else hashlib.sha256(message)).hexdigest()
+            return f"[{label}:{digest[:10]}]"
+        token = f"{label}_{hmac.new(self.pseudo_key, message, hashlib.sha256).hexdigest()[:10]}"
+        self.mapping[token] = value
+        return token
+
+
+def scrub_text(text: str, entities, lang, replace: Callable[[str, str], str], counts: Counter) -> str:
+    found = find_pii(text, entities, lang)
+    if not found:
+        return text
+    pieces, last = [], 0
+    for f in found:
+        pieces += [text[last:f.start], replace(f.entity, f.text)]
+        counts[f.entity] += 1
+        last = f.end
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+def _detect_format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UsageError(f"input {str(path)!r} has extension {path.suffix or '(none)'!r}; scrub reads "
+                         f"{', '.join(sorted(FORMATS))}.")
+    return fmt
+
+
+def _scrub_json(value: Any, path: str, chosen, scrub: Callable[[str, str], str]) -> Any:
+    if isinstance(value, str):
+        return scrub(value, path) if (not chosen or path.split(".")[0] in chosen) else value
+    if isinstance(value, dict):
+        return {k: _scrub_json(v, f"{path}.{k}" if path else str(k), chosen, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_json(v, path, chosen, scrub) for v in value]
+    return value
+
+
+def _lines(src, dst, fmt: str, columns: tuple[str, ...], scrub: Callable[[str, str], str], name: str) -> Iterator[int]:
+    """Scrub `src` into `dst` one line or record at a time; yields after each."""
+    if fmt == "txt":
+        for line in src:
+            dst.write(scrub(line, "text"))
+            yield 1
+        return
+    if fmt == "jsonl":
+        for n, line in enumerate(src, 1):
+            if not line.strip():
+                dst.write(line)
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"line {n} of {name} is not JSON ({exc.msg}); scrub reads one JSON value per line.") from None
+            dst.write(json.dumps(_scrub_json(record, "", columns, scrub), ensure_ascii=False) + "\n")
+            yield 1
+        return
+    delimiter = "\t" if fmt == "tsv" else ","
+    reader = csv.reader(src, delimiter=delimiter)
+    writer = csv.writer(dst, delimiter=delimiter, lineterminator="\n")
+    header = next(reader, None)
+    if header is None:
+        return
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise UsageError(f"column {missing[0]!r} is not in {name}; its columns are: {', '.join(header)}.")
+    chosen = [i for i, h in enumerate(header) if not columns or h in columns]
+    writer.writerow(header)
+    for row in reader:
+        writer.writerow([scrub(v, header[i]) if i in chosen and i < len(header) else v for i, v in enumerate(row)])
+        yield 1
+
+
+def default_output(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.scrubbed{path.suffix}")
+
+
+def scrub_file(path: str | os.PathLike, out: str | os.PathLike | None = None, config: ScrubConfig | None = None,
+               show_progress: bool = False) -> ScrubReport:
+    """Scrub a file into `out` (written to a temporary name and renamed; never overwriting)."""
+    from ..progress import progress_bar
+
+    config = config or ScrubConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"input {str(path)!r} does not exist or is not a file.")
+    fmt = _detect_format(path)
+    if config.columns and fmt == "txt":
+        raise UsageError("--columns applies to CSV, TSV and JSONL input; a TXT file has no columns.")
+    out = Path(out) if out else default_output(path)
+    mapping_path = out.with_name(out.name + MAPPING_SUFFIX) if config.mode == "pseudonymize" else None
+    for target in filter(None, (out, mapping_path)):
+        if target.exists():
+            raise UsageError(f"output {str(target)!r} already exists; pass a new --out (tamer never overwrites).")
+    secret = (crypto.secret_from_options(config.key_file, config.passphrase_env)
+              if (config.key_file or config.passphrase_env) else None)
+    # a fixed salt keeps pseudonyms consistent across files and runs under one passphrase (scrypt still stretches it)
+    salt = hashlib.sha256(b"tamer scrub salt").digest()[:16]
+    key = secret.derive(salt) if secret else None
+    entities = check_entities(config.entities)
+    replace = Replacer(config.mode, key)
+    counts: Counter = Counter()
+    by_column: dict[str, Counter] = defaultdict(Counter)
+
+    def scrub(text: str, column: str) -> str:
+        local: Counter = Counter()
+        result = scrub_text(text, entities, config.lang, replace, local)
+        if local:
+            counts.update(local)
+            by_column[column].update(local)
+        return result
+
+    t0, lines = time.perf_counter(), 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tamer-tmp-{secrets.token_hex(4)}")
+    try:
+        with open(path, encoding="utf-8", newline="") as src, open(tmp, "w", encoding="utf-8", newline="") as dst, \
+                progress_bar(show_progress) as bar:
+            job = bar.add_task(f"scrub {path.name}", total=None)
+            for n in _lines(src, dst, fmt, config.columns, scrub, str(path)):
+                lines += n
+                if lines % 5000 == 0:
+                    bar.update(job, completed=lines)
+        if mapping_path is not None:
+            body = json.dumps(replace.mapping, ensure_ascii=False, sort_keys=True).encode()
+            crypto_tmp = mapping_path.with_name(f".{mapping_path.name}.tamer-tmp")
+            with open(crypto_tmp, "wb") as f:
+                import io
+
+                crypto.encrypt_stream(io.BytesIO(body), f, secret, salt=salt)
+            os.replace(crypto_tmp, mapping_path)
+        os.replace(tmp, out)
+    except UnicodeDecodeError:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"{str(path)!r} is not UTF-8 text; scrub reads UTF-8.") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        if mapping_path is not None and out.exists() is False:
+            mapping_path.unlink(missing_ok=True)
+        raise
+    return ScrubReport(input=str(path), out=str(out), format=fmt, mode=config.mode, entities=list(entities),
+                       lines=lines, seconds=round(time.perf_counter() - t0, 4), counts=dict(counts),
+                       by_column={c: dict(v) for c, v in by_column.items()},
+                       mapping=str(mapping_path) if mapping_path else None)
+
+
+def read_pseudonyms(mapping_path: str | os.PathLike, secret: crypto.Secret) -> dict[str, str]:
+    """The token -> value mapping of a pseudonymized file; only the key that wrote it opens it."""
+    path = Path(mapping_path)
+    if not path.is_file():
+        raise UsageError(f"pseudonym mapping {str(path)!r} does not exist; it is written beside the scrubbed output.")
+    return json.loads(crypto.decrypt_bytes(path.read_bytes(), secret, path.name))
+
+
+def restore_pseudonyms(text: str, mapping: dict[str, str]) -> str:
+    """Put the original values back in place of their tokens."""
+    import re
+
+    if not mapping:
+        return text
+    rx = re.compile("|".join(re.escape(t) for t in sorted(mapping, key=len, reverse=True)))
+    return rx.sub(lambda m: mapping[m.group()], text)
+
+
+def restore_file(path: str | os.PathLike, mapping_path: str | os.PathLike, secret: crypto.Secret,
+                 out: str | os.PathLike | None = None) -> Path:
+    """Undo `pseudonymize` on a scrubbed file, field by field (so CSV quoting and JSON escaping stay right)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"input {str(path)!r} does not exist or is not a file.")
+    fmt = _detect_format(path)
+    out = Path(out) if out else path.with_name(f"{path.stem}.restored{path.suffix}")
+    if out.exists():
+        raise UsageError(f"output {str(out)!r} already exists; pass a new --out (tamer never overwrites).")
+    mapping = read_pseudonyms(mapping_path, secret)
+    tmp = out.with_name(f".{out.name}.tamer-tmp-{secrets.token_hex(4)}")
+    try:
+        with open(path, encoding="utf-8", newline="") as src, open(tmp, "w", encoding="utf-8", newline="") as dst:
+            for _ in _lines(src, dst, fmt, (), lambda text, column: restore_pseudonyms(text, mapping), str(path)):
+                pass
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out
