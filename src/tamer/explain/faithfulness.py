@@ -1,0 +1,125 @@
+"""Do the attributions point at what the model uses? Deletion / insertion curves (images), ERASER comprehensiveness
+and sufficiency (text, DeYoung et al. 2020), each against random attributions; and the model-randomization sanity
+check (Adebayo et al. 2018)."""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+ERASER_BINS = (0.01, 0.05, 0.10, 0.20, 0.50)
+RANDOM_REPEATS = 3
+
+
+def _auc(curve: np.ndarray) -> float:
+    """Area under a curve sampled at evenly spaced fractions 0..1 (trapezoid rule)."""
+    return float(((curve[1:] + curve[:-1]) / 2).mean()) if len(curve) > 1 else float(curve[0])
+
+
+def _random_scores(items, rng: np.random.Generator) -> list[np.ndarray]:
+    return [rng.random(it.n_features) for it in items]
+
+
+def image_curves(subject, items, scores: list[list[float]], targets: list[int], baseline: str, seed: int, points: int = 17) -> dict:
+    """Deletion (most important pixels to baseline first) and insertion (from the baseline, most important first)."""
+    n_feat = items[0].n_features
+    ks = np.unique(np.linspace(0, n_feat, points).round().astype(int))
+
+    def curves(all_scores):
+        rows_items, keeps_del, keeps_ins, tg = [], [], [], []
+        for it, s, t in zip(items, all_scores, targets):
+            order = np.argsort(-np.asarray(s), kind="stable")
+            for k in ks:
+                top = np.zeros(n_feat, bool)
+                top[order[:k]] = True
+                rows_items.append(it); keeps_del.append(~top); keeps_ins.append(top); tg.append(t)
+        d = subject.masked_probs(rows_items, keeps_del, tg, baseline).reshape(len(items), len(ks))
+        i = subject.masked_probs(rows_items, keeps_ins, tg, baseline).reshape(len(items), len(ks))
+        return d.mean(0), i.mean(0)
+
+    dele, ins = curves(scores)
+    rng = np.random.default_rng(seed)
+    rand = [curves(_random_scores(items, rng)) for _ in range(RANDOM_REPEATS)]
+    rdel, rins = np.mean([r[0] for r in rand], 0), np.mean([r[1] for r in rand], 0)
+    return {"fractions": (ks / n_feat).tolist(), "deletion": dele.tolist(), "insertion": ins.tolist(),
+            "random_deletion": rdel.tolist(), "random_insertion": rins.tolist(),
+            "deletion_auc": _auc(dele), "insertion_auc": _auc(ins),
+            "random_deletion_auc": _auc(rdel), "random_insertion_auc": _auc(rins)}
+
+
+def eraser(subject, items, scores: list[list[float]], targets: list[int], baseline: str, seed: int) -> dict:
+    """Comprehensiveness p(x) - p(x without top-k% words) and sufficiency p(x) - p(top-k% words only), averaged over
+    the ERASER bins (AOPC); higher comprehensiveness and lower sufficiency are better."""
+    full = subject.masked_probs(items, [np.ones(it.n_features, bool) for it in items], targets, baseline)
+
+    def scores_of(all_scores):
+        rows_items, keep_c, keep_s, tg = [], [], [], []
+        for it, s, t in zip(items, all_scores, targets):
+            order = np.argsort(-np.asarray(s), kind="stable")
+            for frac in ERASER_BINS:
+                k = max(1, int(np.ceil(frac * it.n_features)))
+                top = np.zeros(it.n_features, bool)
+                top[order[:k]] = True
+                rows_items.append(it); keep_c.append(~top); keep_s.append(top); tg.append(t)
+        nb = len(ERASER_BINS)
+        pc = subject.masked_probs(rows_items, keep_c, tg, baseline).reshape(len(items), nb)
+        ps = subject.masked_probs(rows_items, keep_s, tg, baseline).reshape(len(items), nb)
+        return float((full[:, None] - pc).mean()), float((full[:, None] - ps).mean())
+
+    comp, suff = scores_of(scores)
+    rng = np.random.default_rng(seed)
+    rand = [scores_of(_random_scores(items, rng)) for _ in range(RANDOM_REPEATS)]
+    return {"bins": list(ERASER_BINS), "comprehensiveness": comp, "sufficiency": suff,
+            "random_comprehensiveness": float(np.mean([r[0] for r in rand])),
+            "random_sufficiency": float(np.mean([r[1] for r in rand]))}
+
+
+def spearman(a, b) -> float:
+    """Rank correlation (ties broken by position); 0 when either side is constant."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2:
+        return float("nan")
+    ra, rb = np.argsort(np.argsort(a, kind="stable")), np.argsort(np.argsort(b, kind="stable"))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
+    return float((ra * rb).sum() / den) if den > 0 and np.ptp(a) > 0 and np.ptp(b) > 0 else 0.0
+
+
+def _randomize(module: nn.Module, generator: torch.Generator) -> None:
+    for p in module.parameters(recurse=False):
+        with torch.no_grad():
+            if p.dim() > 1:
+                p.copy_(torch.randn(p.shape, generator=generator) * (p.std() if p.numel() > 1 else 1.0))
+            else:
+                p.copy_(torch.randn(p.shape, generator=generator) * max(float(p.std()), 1e-2))
+
+
+def _layer_groups(model: nn.Module, n_groups: int = 6) -> list[list[tuple[str, nn.Module]]]:
+    """Modules holding parameters, from the output back to the input, in at most `n_groups` cascading steps."""
+    leaves = [(n, m) for n, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))][::-1]
+    chunks = np.array_split(np.arange(len(leaves)), min(n_groups, len(leaves)))
+    return [[leaves[i] for i in c] for c in chunks if len(c)]
+
+
+def sanity_check(model: nn.Module, explain_with: Callable[[nn.Module], list[list[float]]], original: list[list[float]],
+                 mode: str, seed: int) -> dict:
+    """Re-explain with randomized weights (all at once, or cascading from the output layer) and report how much the
+    attributions changed: Spearman rank correlation of |attributions| (1 - it is the change)."""
+    gen = torch.Generator().manual_seed(seed)
+    steps = []
+    randomized = copy.deepcopy(model)
+    groups = _layer_groups(randomized) if mode == "cascading" else [list(_layer_groups(randomized, 1)[0])]
+    for group in groups:
+        for _, m in group:
+            _randomize(m, gen)
+        new = explain_with(randomized)
+        rho_abs = float(np.nanmean([spearman(np.abs(a), np.abs(b)) for a, b in zip(original, new)]))
+        rho = float(np.nanmean([spearman(a, b) for a, b in zip(original, new)]))
+        steps.append({"randomized": group[-1][0] if mode == "cascading" else "all weights",
+                      "layers": len(group), "spearman_abs": rho_abs, "spearman": rho})
+    last = steps[-1]
+    return {"mode": mode, "steps": steps, "spearman_abs": last["spearman_abs"], "spearman": last["spearman"],
+            "change": 1.0 - last["spearman_abs"]}

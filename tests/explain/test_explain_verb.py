@@ -1,0 +1,127 @@
+"""The explain verb end to end: digits, text classification, causal LM; files; faithfulness beats random; bad input."""
+import json
+
+import numpy as np
+import pytest
+
+import tamer
+from tamer.cli import main
+
+
+def _json(capsys):
+    return json.loads(capsys.readouterr().out)
+
+
+def test_digits_attributions_are_faithful_complete_and_pass_the_sanity_check(explain_digits, tmp_path):
+    report = tamer.explain(explain_digits, out=tmp_path / "e", index=tuple(range(24)), global_examples=60, progress=False)
+    m = report.gate_metrics()
+    assert m["deletion_auc"] < 0.5 * m["random_deletion_auc"]
+    assert m["insertion_auc"] > m["random_insertion_auc"]
+    assert m["completeness_max_error"] <= 1e-3
+    assert m["sanity_change"] > 0.05  # randomized weights change the attributions
+    for name in ("explanation.html", "explanation.json", "heatmaps.png", "curves.png", "global.png"):
+        assert (tmp_path / "e" / name).is_file()
+    saved = json.loads((tmp_path / "e" / "explanation.json").read_text())
+    assert len(saved["items"]) == 24 and len(saved["items"][0]["attributions"]) == 64
+    assert len(saved["global_view"]["classes"]) == 10
+    page = (tmp_path / "e" / "explanation.html").read_text()
+    assert page.count("data:image/png;base64") >= 3
+    # completeness, checked independently of Captum's own delta: attributions sum to F(x) - F(0)
+    task, model = explain_digits.load_model()
+    import torch
+
+    x = torch.tensor(saved["items"][0]["pixels"]).view(1, 1, 8, 8)
+    t = saved["items"][0]["target"]
+    with torch.no_grad():
+        change = torch.softmax(model(x), -1)[0, t] - torch.softmax(model(torch.zeros_like(x)), -1)[0, t]
+    assert sum(saved["items"][0]["attributions"]) == pytest.approx(float(change), rel=2e-3, abs=1e-4)
+
+
+def test_digits_batch_file_with_every_method(explain_digits, tmp_path):
+    from sklearn.datasets import load_digits
+
+    np.save(tmp_path / "imgs.npy", load_digits().images[:5])
+    for method in ("saliency", "gradxinput", "occlusion", "shap", "lime"):
+        r = tamer.explain(explain_digits, out=tmp_path / method, input_file=str(tmp_path / "imgs.npy"), method=method,
+                          baseline="blur", sanity="none", global_examples=0, n_samples=60, progress=False)
+        assert r.examples == 5 and r.completeness is None
+        assert r.gate_metrics()["deletion_auc"] < r.gate_metrics()["random_deletion_auc"]
+
+
+def test_text_words_are_merged_complete_and_the_sentiment_word_matters(text_artifact, tmp_path, capsys):
+    code = main(["explain", str(text_artifact.path), "--input", "the food was really terrible tonight",
+                 "--out", str(tmp_path / "e"), "--global-examples", "40", "--json"])
+    assert code == 0
+    out = _json(capsys)
+    item = out["items"][0]
+    assert item["words"] == ["the", "food", "was", "really", "terrible", "tonight"]
+    assert item["target_label"] == "0"
+    assert item["completeness_error"] <= 1e-3
+    assert max(range(6), key=lambda i: item["attributions"][i]) == 4  # "terrible" carries the prediction
+    assert out["metrics"]["comprehensiveness"] > out["metrics"]["random_comprehensiveness"]
+    tops = {c["class"]: [w for w, _, _ in c["top"][:4]] for c in out["global_view"]["classes"]}
+    assert set(tops["1"]) & {"good", "great", "lovely", "excellent", "tasty", "friendly"}
+    page = (tmp_path / "e" / "explanation.html").read_text()
+    assert "rgba(" in page and "terrible" in page
+
+
+@pytest.mark.parametrize("method,baseline", [("ig", "zero"), ("ig", "mask"), ("occlusion", "pad"), ("shap", "pad"), ("lime", "mask")])
+def test_text_methods_and_baselines(text_artifact, tmp_path, method, baseline):
+    lines = tmp_path / "in.txt"
+    lines.write_text("great food and friendly place\n\nour meal was cold\n")
+    r = tamer.explain(text_artifact, out=tmp_path / "e", input_file=str(lines), method=method, baseline=baseline,
+                      sanity="none", global_examples=0, n_samples=60, progress=False)
+    assert [i["words"] for i in r.items] == [["great", "food", "and", "friendly", "place"], ["our", "meal", "was", "cold"]]
+    first = r.items[0]["attributions"]
+    assert max(first) in (first[0], first[3])
+
+
+def test_causal_lm_attributes_the_next_token_to_prompt_tokens(lm_artifact, tmp_path):
+    r = tamer.explain(lm_artifact, out=tmp_path / "e", input="the food was", sanity="cascading", sanity_examples=1, progress=False)
+    item = r.items[0]
+    assert item["words"] == ["the", "food", "was"]
+    assert item["completeness_error"] <= 1e-3
+    assert r.global_view is None and len(r.sanity["steps"]) > 1
+    r2 = tamer.explain(lm_artifact, out=tmp_path / "e2", input="the food was", target=str(item["target"]), sanity="none", progress=False)
+    assert r2.items[0]["attributions"] == pytest.approx(item["attributions"])
+
+
+def test_explain_stage_in_a_recipe(tmp_path):
+    recipe = {"task": "digits", "stages": [{"train": {"epochs": 3, "seed": 0}},
+                                           {"explain": {"global_examples": 20}, "gate": {"deletion_auc_ratio": "< 1"}}]}
+    run = tamer.run(recipe, out=tmp_path / "run", progress=False)
+    assert run.status == "passed"
+    assert (tmp_path / "run" / "02-explain" / "explanation" / "explanation.html").is_file()
+    assert "Explain · digits" in (tmp_path / "run" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--index", "0", "--target", "12"], "--target '12' is out of range"),
+    (["--index", "100000"], "--index 100000 is out of range"),
+    (["--input", "1,2,3"], "shape"),
+    (["--baseline", "pad", "--index", "0"], "--baseline pad is not accepted"),
+    (["--index", "0", "--input", "1"], "only one of"),
+    ([], "nothing to explain"),
+    (["--index", "0", "--method", "magic"], "--method 'magic' is not accepted"),
+    (["--index", "0", "--n-steps", "0"], "--n-steps 0 is out of range"),
+    (["--input-file", "missing.npy"], "does not exist"),
+])
+def test_bad_digits_input_is_a_clear_error_and_writes_nothing(explain_digits, tmp_path, capsys, args, words):
+    out = tmp_path / "e"
+    assert main(["explain", str(explain_digits.path), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_bad_image_file_shape_and_bad_text_input(explain_digits, text_artifact, tmp_path, capsys):
+    np.save(tmp_path / "bad.npy", np.zeros((2, 7, 7)))
+    assert main(["explain", str(explain_digits.path), "--input-file", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "a")]) == 2
+    assert "(2, 7, 7) is not accepted" in capsys.readouterr().err
+    assert main(["explain", str(text_artifact.path), "--input", "   ", "--out", str(tmp_path / "b")]) == 2
+    assert "empty text" in capsys.readouterr().err
+    assert main(["explain", str(text_artifact.path), "--input", "good", "--target", "7", "--out", str(tmp_path / "c")]) == 2
+    assert "--target '7' is out of range" in capsys.readouterr().err
+    assert main(["explain", str(text_artifact.path), "--input", "good", "--baseline", "blur", "--out", str(tmp_path / "d")]) == 2
+    assert "--baseline blur is not accepted" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in "abcd")
