@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_protect_parsers(sub)
 
-    p = sub.add_parser("run", help="run a recipe (default: train -> evaluate -> report on digits)")
+    p = sub.add_parser("run", help="run a recipe (default on digits: train -> evaluate -> explain -> compress -> encrypt, one HTML report)")
     _common(p)
     p.add_argument("recipe", nargs="?", help="recipe YAML (default: the built-in one)")
     p.add_argument("--out", help="run folder (default: runs/NAME-TIME)")
