@@ -65,7 +65,8 @@ def test_text_words_are_merged_complete_and_the_sentiment_word_matters(text_arti
     assert "rgba(" in page and "terrible" in page
 
 
-@pytest.mark.parametrize("method,baseline", [("ig", "zero"), ("ig", "mask"), ("occlusion", "pad"), ("shap", "pad"), ("lime", "mask")])
+@pytest.mark.parametrize("method,baseline", [("ig", "zero"), ("ig", "mask"), ("ig", "pad"), ("saliency", "pad"),
+                                             ("gradxinput", "zero"), ("occlusion", "pad"), ("shap", "pad"), ("lime", "mask")])
 def test_text_methods_and_baselines(text_artifact, tmp_path, method, baseline):
     lines = tmp_path / "in.txt"
     lines.write_text("great food and friendly place\n\nour meal was cold\n")
@@ -73,7 +74,41 @@ def test_text_methods_and_baselines(text_artifact, tmp_path, method, baseline):
                       sanity="none", global_examples=0, n_samples=60, progress=False)
     assert [i["words"] for i in r.items] == [["great", "food", "and", "friendly", "place"], ["our", "meal", "was", "cold"]]
     first = r.items[0]["attributions"]
-    assert max(first) in (first[0], first[3])
+    if method == "saliency":  # gradient norms: a magnitude per word, no sign
+        assert all(v >= 0 for v in first) and max(first) > 0
+    else:
+        assert max(first) in (first[0], first[3])
+    if method == "ig":
+        assert r.completeness["max_error"] <= 1e-3 and r.baseline == baseline
+    else:
+        assert r.completeness is None
+
+
+@pytest.mark.parametrize("baseline", ["zero", "mask", "blur"])
+def test_digits_baselines_are_what_they_say_and_ig_is_complete_against_them(explain_digits, tmp_path, baseline):
+    import torch
+    from scipy.ndimage import convolve
+
+    r = tamer.explain(explain_digits, out=tmp_path / "e", index=tuple(range(6)), baseline=baseline, sanity="none",
+                      global_examples=0, faithfulness=False, progress=False)
+    _, model = explain_digits.load_model()
+    for item in r.items:
+        x = np.asarray(item["pixels"], dtype=np.float32).reshape(8, 8)
+        base = {"zero": np.zeros_like(x), "mask": np.full_like(x, x.mean()),
+                "blur": convolve(x, np.outer([1, 2, 1], [1, 2, 1]) / 16.0, mode="nearest")}[baseline]
+        with torch.no_grad():
+            p = torch.softmax(model(torch.tensor(np.stack([x, base]))[:, None]), -1)[:, item["target"]]
+        assert sum(item["attributions"]) == pytest.approx(float(p[0] - p[1]), rel=2e-3, abs=1e-4)
+
+
+@pytest.mark.parametrize("method", ["shap", "lime"])
+def test_text_surrogates_repeat_exactly_for_a_seed(text_artifact, tmp_path, method):
+    run = lambda name, seed: tamer.explain(text_artifact, out=tmp_path / name, input="our meal was cold and slow", method=method,  # noqa: E731
+                                           seed=seed, n_samples=40, sanity="none", global_examples=0, faithfulness=False,
+                                           progress=False).items[0]["attributions"]
+    first = run("a", 5)
+    assert run("b", 5) == first
+    assert run("c", 6) != first
 
 
 def test_causal_lm_attributes_the_next_token_to_prompt_tokens(lm_artifact, tmp_path):
@@ -124,4 +159,17 @@ def test_bad_image_file_shape_and_bad_text_input(explain_digits, text_artifact, 
     assert "--target '7' is out of range" in capsys.readouterr().err
     assert main(["explain", str(text_artifact.path), "--input", "good", "--baseline", "blur", "--out", str(tmp_path / "d")]) == 2
     assert "--baseline blur is not accepted" in capsys.readouterr().err
-    assert not any((tmp_path / n).exists() for n in "abcd")
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    assert main(["explain", str(text_artifact.path), "--input-file", str(tmp_path / "blank.txt"), "--out", str(tmp_path / "e")]) == 2
+    assert "holds no text" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in "abcde")
+
+
+def test_bad_next_token_targets_are_clear_errors(lm_artifact, tmp_path, capsys):
+    assert main(["explain", str(lm_artifact.path), "--input", "the food", "--target", "99999999", "--out", str(tmp_path / "a")]) == 2
+    assert "--target 99999999 is out of range" in capsys.readouterr().err
+    assert main(["explain", str(lm_artifact.path), "--input", "the food", "--target", "food was", "--out", str(tmp_path / "b")]) == 2
+    assert "is 2 tokens" in capsys.readouterr().err
+    assert main(["explain", str(lm_artifact.path), "--input", "", "--out", str(tmp_path / "c")]) == 2
+    assert "empty text" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in "abc")

@@ -21,14 +21,34 @@ from .report import ExplainReport
 from .subjects import Item, Subject, make_subject
 
 
+PADDING_SLACK = 1.1  # a text batch may hold at most 10% more tokens (padding included) than its texts have
+
+
+def batches(subject: Subject, items: list[Item], batch_size: int) -> list[np.ndarray]:
+    """Item indices per Captum call: up to `batch_size` items; texts sorted by length and cut where padding would
+    exceed PADDING_SLACK, since every padded token costs a full token's forward and backward pass at every IG step."""
+    if subject.kind != "text":
+        return [np.arange(s, min(s + batch_size, len(items))) for s in range(0, len(items), batch_size)]
+    lengths = np.asarray([len(it.ids) for it in items])
+    order = np.argsort(lengths, kind="stable")
+    out, start, real = [], 0, 0
+    for k, i in enumerate(order):
+        count = k - start + 1
+        if count > 1 and (count > batch_size or lengths[i] * count > PADDING_SLACK * (real + lengths[i])):
+            out.append(order[start:k])
+            start, real = k, 0
+        real += lengths[i]
+    if len(order):
+        out.append(order[start:])
+    return out
+
+
 def attribute_items(subject: Subject, items: list[Item], targets: list[int], config: ExplainConfig, baseline: str,
                     bar=None, bar_task=None) -> tuple[list[list[float]], list[dict]]:
-    """Attributions per feature for every item, `config.batch_size` items per Captum call (similar lengths together)."""
-    order = np.argsort([len(it.ids) for it in items], kind="stable") if subject.kind == "text" else np.arange(len(items))
+    """Attributions per feature for every item, up to `config.batch_size` items per Captum call (similar lengths together)."""
     scores: list = [None] * len(items)
     info: list = [None] * len(items)
-    for s in range(0, len(items), config.batch_size):
-        idx = order[s:s + config.batch_size]
+    for idx in batches(subject, items, config.batch_size):
         chunk = [items[i] for i in idx]
         values, a = subject.attribute(chunk, torch.as_tensor([targets[i] for i in idx]), config, baseline)
         for j, i in enumerate(idx):
