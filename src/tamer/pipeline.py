@@ -34,6 +34,7 @@ class Context:
     out: Path
     progress: bool
     artifact: Artifact | None = None
+    sealed: str | None = None  # the encrypt stage's output (and its key, when the stage made one)
 
 
 @dataclass(frozen=True)
@@ -143,9 +144,12 @@ def _encrypt_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
     if ctx.artifact is None:
         raise UsageError("the encrypt stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
     opts = dict(options)
-    if not (opts.get("key_file") or opts.get("passphrase_env")):
+    made_key = not (opts.get("key_file") or opts.get("passphrase_env"))
+    if made_key:
         opts["key_file"] = str(keygen(folder / "artifact.key"))
-    return encrypt(ctx.artifact, make_config(EncryptConfig, opts), out=folder / "artifact.encrypted")
+    report = encrypt(ctx.artifact, make_config(EncryptConfig, opts), out=folder / "artifact.encrypted")
+    ctx.sealed = str(folder / "artifact.encrypted") + (f" (key {opts['key_file']}: move it somewhere safe)" if made_key else "")
+    return report
 
 
 def _scrub_check(ctx: Context, options: dict[str, Any]) -> None:
@@ -215,13 +219,15 @@ class RunReport(Report):
     html_path: str
     message: str = ""
     artifact: str | None = None
+    sealed: str | None = None
     title = "run"
 
     def summary(self) -> str:
         lines = [f"{s.status:>7}  {s.name} ({s.seconds:.1f} s)" + "".join(
             f"  [{g['metric']} {g['value']:.4g} {g['op']} {g['threshold']}: {'ok' if g['passed'] else 'FAILED'}]"
             for g in s.gates) for s in self.stages]
-        tail = f"run {self.status}: report {self.html_path}" + (f"\nfinal artifact {self.artifact}" if self.artifact else "")
+        tail = (f"run {self.status}: report {self.html_path}" + (f"\nfinal artifact {self.artifact}" if self.artifact else "")
+                + (f"\nencrypted copy {self.sealed}" if self.sealed else ""))
         return "\n".join(lines + ([self.message] if self.message else []) + [tail])
 
     def html(self) -> str:
@@ -328,7 +334,7 @@ def run_recipe(recipe: str | Path | dict | None = None, out: str | Path | None =
     results += [StageResult(n, s.verb, "skipped") for n, s, _, _ in steps if n not in done]
 
     run = RunReport(name=name, out=str(out), status=status, stages=results, html_path=str(out / "report.html"),
-                    message=message, artifact=str(ctx.artifact.path) if ctx.artifact else None)
+                    message=message, artifact=str(ctx.artifact.path) if ctx.artifact else None, sealed=ctx.sealed)
     write_page(out / "report.html", [run, *reports], title=f"tamer run · {name}", subtitle=f"task {ctx.task}")
     tmp = out / ".report.json.tmp"
     tmp.write_text(run.to_json())
