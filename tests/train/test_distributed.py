@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -176,6 +177,8 @@ def test_two_nodes_on_loopback(tmp_path):
 @pytest.mark.slow
 def test_two_nodes_in_network_namespaces(tmp_path):
     """Each node in its own network namespace with its own address, joined by a veth pair."""
+    if shutil.which("ip") is None:
+        pytest.skip("network namespaces need `ip` (Debian's iproute2), which is not installed here")
     tag = str(os.getpid() % 100000)
     ns, dev = (f"tamer-a{tag}", f"tamer-b{tag}"), (f"tma{tag}", f"tmb{tag}")
     setup = [["ip", "netns", "add", ns[0]], ["ip", "netns", "add", ns[1]],
