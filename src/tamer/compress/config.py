@@ -29,6 +29,9 @@ class CompressConfig:
     distill_epochs: int = field(3, "epochs of distillation")
     temperature: float = field(2.0, "softening temperature of teacher and student logits in distillation")
     alpha: float = field(0.5, "weight of the soft (KL) loss against the hard-label loss in distillation")
+    distill_augment: bool = field(True, "distillation also matches the teacher on augmented inputs that only it can label: "
+                                        "mixup of images / random token replacement in texts (Beyer et al. 2022)")
+    hidden_weight: float = field(1.0, "weight of hidden-state matching (transformers) in distillation; 0 turns it off")
     export: Literal["onnx"] | None = field(None, "also write model.onnx into the artifact, checked against PyTorch")
     seed: int = field(0, "seed of calibration sampling, fine-tuning and distillation")
 
@@ -43,8 +46,15 @@ class CompressConfig:
         check(1 <= self.calibration_samples <= 100_000, f"--calibration-samples {self.calibration_samples} is out of range; use 1..100000.")
         check(self.temperature > 0, f"--temperature {self.temperature} must be positive.")
         check(0.0 <= self.alpha <= 1.0, f"--alpha {self.alpha} is out of range; use a value in [0, 1].")
+        check(self.hidden_weight >= 0, f"--hidden-weight {self.hidden_weight} must be 0 or more.")
+        if self.distill_into is not None:
+            parse_student_spec(self.distill_into)
         check(self.lr is None or self.lr > 0, f"--lr {self.lr} must be positive.")
         check(self.calibration == "rtn" or self.quantize is not None, "--calibration gptq needs --quantize int8 or int4.")
+
+    @property
+    def student_sizes(self) -> dict[str, int]:
+        return parse_student_spec(self.distill_into) if self.distill_into else {}
 
     @property
     def bits(self) -> int:
@@ -64,3 +74,17 @@ class CompressConfig:
         if self.quantize:
             out.append("quantize")
         return out
+
+
+def parse_student_spec(spec: str) -> dict[str, int]:
+    """'layers=2,hidden=128' -> {'layers': 2, 'hidden': 128}; which keys a model accepts is checked by distill."""
+    out: dict[str, int] = {}
+    for part in spec.split(","):
+        key, sep, value = (x.strip() for x in part.partition("="))
+        check(bool(sep and key), f"--distill-into {spec!r} is not accepted: {part.strip()!r} is not KEY=NUMBER; "
+                                 "write e.g. 'layers=2,hidden=128' or 'hidden=32,channels=8'.")
+        check(value.isdigit() and int(value) >= 1,
+              f"--distill-into {spec!r} is not accepted: {key}={value!r} needs a positive whole number.")
+        check(key not in out, f"--distill-into {spec!r} names {key!r} twice; give each size once.")
+        out[key] = int(value)
+    return out

@@ -1,0 +1,142 @@
+"""Distillation: a distilled student beats the same student trained alone; students start from the teacher where
+shapes allow; the child artifact names its parent; bad student specs are refused with one clear sentence."""
+import pytest
+import torch
+from torch.utils.data import Subset
+
+import tamer
+from tamer.cli import main
+from tamer.compress import CompressConfig
+from tamer.compress.distill import (augmented_view, build_student, count_parameters, layer_map, soft_loss,
+                                    train_student)
+from tamer.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def digits_teacher(tmp_path_factory):
+    """A well trained digits CNN (~97% test accuracy); the shared 4-epoch fixture is too weak a teacher."""
+    return tamer.train("digits", epochs=12, out=tmp_path_factory.mktemp("teacher") / "a", progress=False)
+
+
+def test_layer_map_takes_every_kth_block_ending_on_the_last():
+    assert layer_map(6, 2) == [2, 5]
+    assert layer_map(6, 3) == [1, 3, 5]
+    assert layer_map(4, 4) == [0, 1, 2, 3]
+    assert layer_map(2, 1) == [1]
+
+
+def test_soft_loss_is_zero_for_the_teacher_itself_and_scales_with_t_squared():
+    from tamer.tasks.base import make_task
+
+    task = make_task("digits")
+    t = torch.randn(8, 10)
+    assert float(soft_loss(task, t, t, {}, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    s = torch.randn(8, 10)
+    kl = torch.nn.functional.kl_div(torch.log_softmax(s / 3, -1), torch.softmax(t / 3, -1), reduction="batchmean")
+    assert float(soft_loss(task, s, t, {}, 3.0)) == pytest.approx(9 * float(kl), rel=1e-5)
+
+
+def test_distillation_beats_the_same_student_trained_alone(digits_teacher):
+    """100 labelled examples, a 1/20-size student, same init, data order, epochs and seed: the teacher's soft
+    targets (on the same examples and on mixed-up views of them) give a better student on the test split."""
+    task, teacher = digits_teacher.load_model()
+    splits = task.prepare(0)
+    subset = Subset(splits.train, torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))[:100].tolist())
+    spec, gains = "hidden=32,channels=8", []
+    for seed in range(3):
+        config = CompressConfig(distill_into=spec, distill_epochs=60, seed=seed, temperature=2.0, alpha=0.5)
+        accuracy = []
+        for teach in (teacher, None):
+            student, _, mapping, _ = build_student(task, teacher, digits_teacher.manifest["model_config"], spec, seed)
+            student, _ = train_student(task, student, teach, "DigitsCNN", mapping, subset, splits.val, config, 1e-2)
+            accuracy.append(task.evaluate(student, splits.test)["accuracy"])
+        gains.append(accuracy[0] - accuracy[1])
+    assert sum(gains) / len(gains) >= 0.02, gains
+
+
+def test_distill_verb_writes_a_smaller_child_naming_its_parent(digits_artifact, tmp_path):
+    child, report = tamer.compress(digits_artifact, out=tmp_path / "s", progress=False, distill_into="hidden=32,channels=8",
+                                   distill_epochs=2)
+    assert child.manifest["parents"] == [digits_artifact.id]
+    assert child.manifest["options"]["step"] == "distill"
+    assert child.manifest["model_config"]["hidden"] == 32 and child.manifest["model_config"]["channels"] == 8
+    _, student = child.load_model()
+    _, teacher = digits_artifact.load_model()
+    step = report.steps[0]
+    assert step.extra["student_params"] == count_parameters(student) < count_parameters(teacher) == step.extra["teacher_params"]
+    assert step.size_ratio < 0.5 and step.child_metric is not None and step.parent_metric is not None
+    assert child.manifest["distillation"]["learning_curve"]
+
+
+def test_tiny_bert_student_starts_from_every_kth_teacher_block(text_artifact):
+    task, teacher = text_artifact.load_model()
+    config = text_artifact.manifest["model_config"]
+    student, s_config, mapping, init = build_student(task, teacher, config, "layers=1,intermediate=64", 0)
+    assert mapping == [1] and s_config["encoder"]["num_hidden_layers"] == 1
+    t_block, s_block = teacher.encoder.encoder.layer[1], student.encoder.encoder.layer[0]
+    assert torch.equal(s_block.attention.self.query.weight, t_block.attention.self.query.weight)
+    assert torch.equal(student.encoder.embeddings.word_embeddings.weight, teacher.encoder.embeddings.word_embeddings.weight)
+    # the MLP keeps the teacher's 64 neurons with the largest ||w_in|| * ||w_out||, in their order
+    w_in, w_out = t_block.intermediate.dense.weight, t_block.output.dense.weight
+    keep = (w_in.norm(dim=1) * w_out.norm(dim=0)).argsort(descending=True)[:64].sort().values
+    assert torch.equal(s_block.intermediate.dense.weight, w_in[keep])
+    assert torch.equal(s_block.output.dense.weight, w_out[:, keep])
+    assert init["sliced"] == 3 and init["fresh"] == 0
+
+
+def test_narrower_student_gets_projected_embeddings(text_artifact):
+    task, teacher = text_artifact.load_model()
+    student, s_config, _, init = build_student(task, teacher, text_artifact.manifest["model_config"], "hidden=32", 0)
+    assert s_config["encoder"]["num_attention_heads"] == 1 and s_config["encoder"]["intermediate_size"] == 64
+    e_t = teacher.encoder.embeddings.word_embeddings.weight.detach()
+    e_s = student.encoder.embeddings.word_embeddings.weight.detach()
+    # rows are projected on 32 orthonormal directions: lengths can only shrink, inner products are kept in that span
+    assert torch.all(e_s.norm(dim=1) <= e_t.norm(dim=1) + 1e-5)
+    assert init["projected"] == 3
+
+
+def test_transformer_distillation_with_hidden_matching_runs_end_to_end(text_artifact, lm_artifact, tmp_path):
+    child, report = tamer.compress(text_artifact, out=tmp_path / "t", progress=False, distill_into="layers=1", distill_epochs=1)
+    info = child.manifest["distillation"]
+    assert info["layer_map"] == [1] and info["hidden_weight"] == 1.0
+    assert info["learning_curve"][0]["hidden"] > 0
+    assert report.steps[0].extra["param_ratio"] < 1
+    lm_child, lm_report = tamer.compress(lm_artifact, out=tmp_path / "l", progress=False, distill_into="layers=1,hidden=32",
+                                         distill_epochs=1)
+    assert lm_child.manifest["model_config"]["decoder"]["n_embd"] == 32
+    assert lm_report.steps[0].metric == "perplexity" and lm_report.steps[0].child_metric > 1
+
+
+def test_augmented_views_keep_shapes_and_padding():
+    g = torch.Generator().manual_seed(0)
+    batch = {"input_ids": torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]]),
+             "labels": torch.tensor([0, 1])}
+    view = augmented_view(batch, g, replace=1.0)
+    assert view["input_ids"].shape == batch["input_ids"].shape
+    assert torch.equal(view["input_ids"][batch["attention_mask"] == 0], batch["input_ids"][batch["attention_mask"] == 0])
+    assert set(view["input_ids"][batch["attention_mask"] == 1].tolist()) <= {5, 6, 7, 8, 9}
+    pixels = {"pixels": torch.rand(4, 1, 8, 8), "labels": torch.arange(4)}
+    mixed = augmented_view(pixels, g)["pixels"]
+    assert mixed.min() >= 0 and mixed.max() <= 1 and not torch.equal(mixed, pixels["pixels"])
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("layers=abc", "layers='abc' needs a positive whole number"),
+    ("hidden", "is not KEY=NUMBER"),
+    ("hidden=0", "positive whole number"),
+    ("depth=2", "key 'depth' does not size the DigitsCNN model; accepted keys: channels, hidden"),
+    ("channels=64", "not fewer than the teacher"),
+])
+def test_bad_student_specs_exit_2_and_write_nothing(digits_artifact, tmp_path, capsys, spec, words):
+    out = tmp_path / "x"
+    assert main(["compress", str(digits_artifact.path), "--out", str(out), "--distill-into", spec]) == 2
+    assert words in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_bad_transformer_spec(text_artifact):
+    task, teacher = text_artifact.load_model()
+    with pytest.raises(UsageError, match="key 'channels' does not size the EncoderClassifier model"):
+        build_student(task, teacher, text_artifact.manifest["model_config"], "channels=8", 0)
+    with pytest.raises(UsageError, match="hidden=30 is not a multiple of heads=4"):
+        build_student(task, teacher, text_artifact.manifest["model_config"], "hidden=30,heads=4", 0)
