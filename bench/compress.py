@@ -3,7 +3,13 @@
 Every variant is timed in the same interleaved loop (the machine is shared), medians reported as ratios to fp32
 eager. Cosine is of the mean-pooled embedding against fp32, minimum over the batch.
 
+Then, on the sentiment data (yelp + amazon, 2,000 labelled lines), a MiniLM teacher fine-tuned here is
+quantized (int8, int4 round-to-nearest vs GPTQ), distilled into a student of <= 1/4 of its parameters, and
+pruned (50% of MLP neurons, structured) with a short fine-tune: test accuracy of each against the teacher.
+And a causal-lm ("small" preset trained here on the same lines): int4 perplexity, round-to-nearest vs GPTQ.
+
     .venv/bin/python bench/compress.py [--json] [--no-torchao] [--reps 5]
+        [--no-latency] [--no-sentiment] [--no-lm] [--distill-baseline] [--teacher-epochs 3] [--distill-epochs 10]
 """
 from __future__ import annotations
 
@@ -46,8 +52,31 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-torchao", action="store_true", help="skip torchao + torch.compile (20-30 s of compile per shape)")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--no-latency", action="store_true", help="skip the MiniLM size / cosine / latency table")
+    ap.add_argument("--no-sentiment", action="store_true", help="skip the sentiment accuracy table (fine-tunes MiniLM: minutes)")
+    ap.add_argument("--no-lm", action="store_true", help="skip the causal-lm int4 perplexity table")
+    ap.add_argument("--distill-baseline", action="store_true", help="also train the student alone (same init, epochs, seed)")
+    ap.add_argument("--teacher-epochs", type=int, default=3)
+    ap.add_argument("--distill-epochs", type=int, default=10)
+    ap.add_argument("--student", default="layers=2,hidden=128,intermediate=512")
+    ap.add_argument("--finetune-epochs", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(2)
+    result: dict = {"threads": 2, "seq": 128}
+    if not args.no_latency:
+        result.update(latency_table(args))
+    if not args.no_sentiment:
+        result["sentiment"] = sentiment_table(args)
+    if not args.no_lm:
+        result["lm"] = lm_table(args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_tables(result)
+    return 0
+
+
+def latency_table(args) -> dict:
     import tamer
     from tamer.artifact import Artifact, save_artifact
     from tamer.tasks.base import make_task
@@ -173,11 +202,122 @@ def main() -> int:
         rows.append({"variant": name, "size_mb": round(v["size_mb"], 2), "size_ratio": round(v["size_mb"] / base["size_mb"], 3),
                      "cosine": round(v["cosine"], 5), "b1_ms": round(v["b1_ms"], 1), "b1_ratio": round(v["b1_ms"] / base["b1_ms"], 2),
                      "b32_ms": round(v["b32_ms"], 1), "b32_ratio": round(v["b32_ms"] / base["b32_ms"], 2), "note": v["note"]})
-    result = {"rows": rows, "timings_s": {k: round(x, 1) for k, x in timings.items()}, "int8_fallbacks": fell,
-              "int8_report": rep8.summary(), "threads": torch.get_num_threads(), "seq": 128}
-    if args.json:
-        print(json.dumps(result))
-        return 0
+    return {"rows": rows, "timings_s": {k: round(x, 1) for k, x in timings.items()}, "int8_fallbacks": fell,
+            "int8_report": rep8.summary(), "threads": torch.get_num_threads(), "seq": 128}
+
+
+def sentiment_data(work: Path) -> Path:
+    data = work / "sentiment.tsv"
+    lines = []
+    for name in ("yelp_labelled.txt", "amazon_cells_labelled.txt"):
+        path = SHARED.parent / name
+        if not path.is_file():
+            raise SystemExit(f"{path} is missing; the sentiment table needs ../shared/data/sentiment (or pass --no-sentiment)")
+        lines += [line for line in path.read_text().splitlines() if "\t" in line]
+    data.write_text("\n".join(lines) + "\n")
+    return data
+
+
+def sentiment_table(args) -> dict:
+    """Accuracy on the sentiment test split of a fine-tuned MiniLM teacher and of its compressed children."""
+    import tamer
+
+    work = Path(tempfile.mkdtemp(prefix="tamer-bench-sentiment-"))
+    data = sentiment_data(work)
+    t0 = time.perf_counter()
+    teacher = tamer.train("text-classification", data=str(data), encoder="minilm", epochs=args.teacher_epochs,
+                          out=work / "teacher", progress=False)
+    times = {"teacher fine-tune s": time.perf_counter() - t0}
+    acc = teacher.metrics["test"]["accuracy"]
+    rows = [{"variant": f"MiniLM teacher fp32 (fine-tuned {args.teacher_epochs} epochs)", "accuracy": acc, "kept": 1.0,
+             "size_ratio": 1.0, "param_ratio": 1.0, "latency_b32": 1.0, "goal": ""}]
+
+    def run(name, goal, **options):
+        t = time.perf_counter()
+        child, report = tamer.compress(teacher, out=work / name.split()[0], progress=False, **options)
+        times[f"{name} s"] = time.perf_counter() - t
+        step = report.steps[-1]
+        row = {"variant": name, "accuracy": step.child_metric, "kept": step.child_metric / acc,
+               "size_ratio": step.size_ratio, "param_ratio": step.extra.get("param_ratio"),
+               "latency_b32": step.latency_ratio("batch32"), "goal": goal}
+        rows.append(row)
+        return child, step
+
+    run("int8", "", quantize="int8", calibration_samples=64)
+    run("int4-rtn g64", "", quantize="int4", group_size=64, calibration="rtn", calibration_samples=64)
+    run("int4-gptq g64", "drop <= 1 point", quantize="int4", group_size=64, calibration="gptq", calibration_samples=128)
+    child, step = run(f"distilled student ({args.student})", ">= 97% kept at <= 1/4 params", distill_into=args.student,
+                      distill_epochs=args.distill_epochs)
+    rows[-1]["metric_kept"] = step.extra.get("metric_kept")
+    if args.distill_baseline:
+        from tamer.compress import CompressConfig
+        from tamer.compress.distill import build_student, train_student
+
+        task, model = teacher.load_model()
+        splits = task.prepare(0)
+        config = CompressConfig(distill_into=args.student, distill_epochs=args.distill_epochs)
+        student, _, mapping, init = build_student(task, model, teacher.manifest["model_config"], args.student, 0)
+        t = time.perf_counter()
+        student, _ = train_student(task, student, None, "EncoderClassifier", mapping, splits.train, splits.val, config,
+                                   child.manifest["distillation"]["lr"])
+        times["student alone s"] = time.perf_counter() - t
+        alone = task.evaluate(student, splits.test)["accuracy"]
+        rows.append({"variant": "same student trained alone (same init, epochs, seed)", "accuracy": alone, "kept": alone / acc,
+                     "size_ratio": None, "param_ratio": rows[-1]["param_ratio"], "latency_b32": None, "goal": ""})
+    run(f"structured prune 50% MLP + {args.finetune_epochs} epoch fine-tune", "drop <= 1 point, >= 1.5x faster",
+        prune=0.5, prune_kind="structured", finetune_epochs=args.finetune_epochs)
+    run("structured prune 50% MLP, no fine-tune", "", prune=0.5, prune_kind="structured")
+    return {"rows": rows, "test_examples": teacher.metrics["test"]["examples"],
+            "timings_s": {k: round(v, 1) for k, v in times.items()}}
+
+
+def lm_table(args) -> dict:
+    """Perplexity of a small causal LM trained here, and of its int4 children (round-to-nearest vs GPTQ)."""
+    import tamer
+
+    work = Path(tempfile.mkdtemp(prefix="tamer-bench-lm-"))
+    data = work / "lines.txt"
+    texts = [t for t, _ in (line.rsplit("\t", 1) for name in ("yelp_labelled.txt", "amazon_cells_labelled.txt")
+                            for line in (SHARED.parent / name).read_text().splitlines() if "\t" in line)]
+    data.write_text("\n".join(texts) + "\n")
+    lm = tamer.train("causal-lm", data=str(data), model="small", block_size=128, epochs=4, out=work / "lm", progress=False)
+    ppl = lm.metrics["test"]["perplexity"]
+    rows = [{"variant": "causal-lm small fp32", "perplexity": ppl, "increase": 0.0, "size_ratio": 1.0}]
+    for calib in ("rtn", "gptq"):
+        _, report = tamer.compress(lm, out=work / calib, progress=False, quantize="int4", group_size=64, calibration=calib,
+                                   calibration_samples=64)
+        step = report.steps[0]
+        rows.append({"variant": f"int4 g64 {calib}", "perplexity": step.child_metric, "increase": step.child_metric / ppl - 1,
+                     "size_ratio": step.size_ratio})
+    return {"rows": rows}
+
+
+def _f(x, fmt):
+    return "—" if x is None else fmt.format(x)
+
+
+def print_tables(result: dict) -> None:
+    if "rows" in result:
+        print_latency(result)
+    if "sentiment" in result:
+        s = result["sentiment"]
+        print(f"\nsentiment (yelp + amazon, {s['test_examples']} test lines), MiniLM teacher vs its compressed children")
+        print("| variant | accuracy | kept vs teacher | params vs teacher | size vs teacher | b32 latency vs teacher | goal |")
+        print("|---|---|---|---|---|---|---|")
+        for r in s["rows"]:
+            print(f"| {r['variant']} | {_f(r['accuracy'], '{:.4f}')} | {_f(r['kept'], '{:.3f}')} | {_f(r['param_ratio'], '{:.3f}x')} | "
+                  f"{_f(r['size_ratio'], '{:.3f}x')} | {_f(r['latency_b32'], '{:.2f}x')} | {r['goal']} |")
+        print("one-off times (s):", s["timings_s"])
+    if "lm" in result:
+        print("\ncausal-lm (small preset, trained here on the same lines), int4 perplexity")
+        print("| variant | perplexity | increase | size vs fp32 |")
+        print("|---|---|---|---|")
+        for r in result["lm"]["rows"]:
+            print(f"| {r['variant']} | {r['perplexity']:.3f} | {r['increase'] * 100:+.2f}% | {r['size_ratio']:.3f}x |")
+
+
+def print_latency(result: dict) -> None:
+    rows, fell = result["rows"], result["int8_fallbacks"]
     print("| variant | size MB | size vs fp32 | cosine | batch-1 ms | b1 vs fp32 | batch-32 ms | b32 vs fp32 | note |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -185,7 +325,6 @@ def main() -> int:
               f"{r['b32_ms']} | {r['b32_ratio']}x | {r['note']} |")
     print("\none-off times (s):", result["timings_s"])
     print(f"int8 layers that run fp32 ({len(fell)}):", json.dumps(fell, indent=1) if fell else "none")
-    return 0
 
 
 if __name__ == "__main__":
