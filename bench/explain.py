@@ -1,0 +1,249 @@
+"""bench/explain.py: tamer's explanations measured against their peers in the same run.
+
+  ig          integrated gradients, 50 steps, on real MiniLM (all-MiniLM-L6-v2 fine-tuned for sentiment) and one
+              32-token input: tamer's attribution path vs Captum's LayerIntegratedGradients called directly on the
+              same model, baseline and target (interleaved repeats, medians), with the completeness error
+  sentiment   ERASER comprehensiveness / sufficiency of IG on that MiniLM over the sentences of (batch) vs random
+              attributions (the peer that any explanation must beat)
+  digits      deletion / insertion AUC of IG on a trained digits CNN over its test split vs random attributions
+  batch       explaining N sentences (Yelp, unseen: the model is fine-tuned on the Amazon file) with one
+              `tamer.explain --input-file` call vs one `tamer.explain --input` call per sentence (same options, in
+              the same process); and, below the verb, the attribution alone in batches of 32 vs one at a time
+
+    flock /tmp/tamer-bench.lock .venv/bin/python bench/explain.py [--json] [--threads 2] [--sentences 1000]
+        [--one-by-one 20] [--epochs 1] [--reps 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+warnings.filterwarnings("ignore")
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "sentiment"
+
+
+def read_tsv(path: Path) -> list[tuple[str, str]]:
+    rows = [line.rsplit("\t", 1) for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line]
+    return [(t.strip(), y.strip()) for t, y in rows if t.strip()]
+
+
+def text_of_tokens(tokenizer, words: list[str], n_tokens: int) -> str:
+    """The longest prefix of `words` that tokenizes to at most `n_tokens` (special tokens included), padded with
+    one-token words up to exactly `n_tokens`."""
+    text = ""
+    for w in words:
+        nxt = (text + " " + w).strip()
+        if len(tokenizer(nxt)["input_ids"]) > n_tokens:
+            break
+        text = nxt
+    while len(tokenizer(text)["input_ids"]) < n_tokens:
+        text += " good"
+    assert len(tokenizer(text)["input_ids"]) == n_tokens
+    return text
+
+
+def median_time(fn, reps: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def bench_ig(artifact, reps: int) -> dict:
+    """tamer's IG path vs Captum's LayerIntegratedGradients on the same 32-token input, interleaved."""
+    from captum.attr import LayerIntegratedGradients
+
+    from tamer.explain.config import ExplainConfig
+    from tamer.explain.subjects import TextSubject
+
+    task, model = artifact.load_model()
+    subject = TextSubject(task, model)
+    words = " ".join(t for t, _ in read_tsv(DATA / "yelp_labelled.txt")[:20]).split()
+    text = text_of_tokens(task.tokenizer, words, 32)
+    item = subject.make_items([text], ["input"])[0]
+    ids, (mask,) = subject.batch([item])
+    with torch.no_grad():
+        target = subject.forward(ids, mask).argmax(-1)
+    base = subject._baseline_ids([item], ids, "pad")
+    config = ExplainConfig(input=text, n_steps=50, max_steps=50)
+
+    def forward(i, m):
+        return torch.softmax(model(i, m), dim=-1)
+
+    lig = LayerIntegratedGradients(forward, model.encoder.get_input_embeddings())
+
+    def captum():
+        attr, delta = lig.attribute(ids, baselines=base, target=target, additional_forward_args=(mask,), n_steps=50,
+                                    return_convergence_delta=True)
+        return attr.sum(-1)[0], float(delta[0])
+
+    def tamer_ig():
+        return subject.attribute([item], target, config, "pad")
+
+    captum(), tamer_ig()  # warm-up
+    t_captum, t_tamer = [], []
+    for _ in range(reps):
+        t, (c_attr, c_delta) = median_time(captum, 1)
+        t_captum.append(t)
+        t, (words_attr, a) = median_time(tamer_ig, 1)
+        t_tamer.append(t)
+    # completeness, independently of Captum's delta: sum of word attributions against F(x) - F(baseline)
+    with torch.no_grad():
+        change = float(forward(ids, mask)[0, target] - forward(base, mask)[0, target])
+    independent = abs(sum(words_attr[0]) - change) / max(abs(change), 1e-4)
+    default = ExplainConfig(input=text)  # tolerance 1e-3, steps raised while above it
+    t_default, (_, a_default) = median_time(lambda: subject.attribute([item], target, default, "pad"), 1)
+    return {"tokens": int(ids.shape[1]), "words": len(item.words), "steps": 50,
+            "captum_s": statistics.median(t_captum), "tamer_s": statistics.median(t_tamer),
+            "time_ratio": statistics.median(t_tamer) / statistics.median(t_captum),
+            "completeness_error": a.errors[0], "completeness_error_independent": independent,
+            "captum_completeness_error": abs(c_delta) / max(abs(change), 1e-4),
+            "captum_vs_tamer_max_abs_diff": float(max(abs(sum(float(c_attr[t]) for t, w in enumerate(item.word_ids) if w == k)
+                                                          - words_attr[0][k]) for k in range(len(item.words)))),
+            "output_change": change,
+            "default_steps": a_default.steps[0], "default_error": a_default.errors[0], "default_s": t_default}
+
+
+def bench_batch(artifact, sentences: list[str], labels: list[str], n_single: int, work: Path) -> dict:
+    import tamer
+    from tamer.explain.config import ExplainConfig
+    from tamer.explain.explainer import attribute_items, resolve_targets
+    from tamer.explain.subjects import TextSubject
+
+    opts = {"sanity": "none", "global_examples": 0, "progress": False}  # dataset-level views, not per input
+    (work / "sentences.txt").write_text("".join(s + "\n" for s in sentences), encoding="utf-8")
+    t0 = time.perf_counter()
+    report = tamer.explain(str(artifact.path), input_file=str(work / "sentences.txt"), out=work / "batch", **opts)
+    t_batch = time.perf_counter() - t0
+    accuracy = float(np.mean([r["predicted"] == y for r, y in zip(report.items, labels)]))
+
+    pick = np.linspace(0, len(sentences) - 1, n_single).round().astype(int)  # spread over the file: representative lengths
+    subset = [sentences[i] for i in pick]
+    t0 = time.perf_counter()
+    for k, s in enumerate(subset):
+        tamer.explain(str(artifact.path), input=s, out=work / f"one-{k}", **opts)
+    t_single = time.perf_counter() - t0
+
+    # below the verb: attribution alone, model loaded once, batches of 32 vs one at a time, same subset
+    task, model = artifact.load_model()
+    subject = TextSubject(task, model)
+    items = subject.make_items(subset, [str(i) for i in range(len(subset))])
+    targets = resolve_targets(subject, items, ExplainConfig(input_file="x"))[0]
+    t_attr = {}
+    for bs in (32, 1):
+        t0 = time.perf_counter()
+        attribute_items(subject, items, targets, ExplainConfig(input_file="x", batch_size=bs), "pad")
+        t_attr[bs] = time.perf_counter() - t0
+    m = report.gate_metrics()
+    return {"sentences": len(sentences), "batch_s": t_batch, "batch_per_s": len(sentences) / t_batch,
+            "one_by_one_measured": n_single, "one_by_one_s_measured": t_single, "one_by_one_per_s": n_single / t_single,
+            "one_by_one_s_extrapolated": t_single / n_single * len(sentences),
+            "verb_ratio": (len(sentences) / t_batch) / (n_single / t_single),
+            "attr_batch32_per_s": n_single / t_attr[32], "attr_single_per_s": n_single / t_attr[1],
+            "attr_ratio": t_attr[1] / t_attr[32],
+            "completeness_max_error": m["completeness_max_error"], "completeness_within_tolerance": m["completeness_within_tolerance"],
+            "max_steps_used": report.completeness["max_steps_used"], "accuracy": accuracy,
+            "comprehensiveness": m["comprehensiveness"], "random_comprehensiveness": m["random_comprehensiveness"],
+            "comprehensiveness_ratio": m["comprehensiveness_ratio"],
+            "sufficiency": m["sufficiency"], "random_sufficiency": m["random_sufficiency"]}
+
+
+def bench_digits(work: Path) -> dict:
+    import tamer
+
+    art = tamer.train("digits", epochs=20, seed=0, out=work / "digits", progress=False)
+    n = len(art.load_model()[0].prepare(0).test)
+    out = {"test_images": n, "accuracy": art.metrics.get("test", {}).get("accuracy")}
+    for method in ("ig", "saliency", "occlusion"):
+        r = tamer.explain(art, index=tuple(range(n)), method=method, sanity="none", global_examples=0,
+                          out=work / f"digits-{method}", progress=False)
+        m = r.gate_metrics()
+        out[method] = {k: m[k] for k in ("deletion_auc", "random_deletion_auc", "deletion_auc_ratio", "insertion_auc",
+                                         "random_insertion_auc")}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sentences", type=int, default=1000, help="sentences explained in batch mode")
+    ap.add_argument("--one-by-one", type=int, default=20, help="of those, explained one by one (then extrapolated)")
+    ap.add_argument("--epochs", type=int, default=1, help="MiniLM fine-tuning epochs on the Amazon sentences")
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    import tamer
+
+    work = Path(tempfile.mkdtemp(prefix="tamer-bench-explain-"))
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    amazon = read_tsv(DATA / "amazon_cells_labelled.txt")
+    (work / "amazon.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in amazon), encoding="utf-8")
+    art = tamer.train("text-classification", data=str(work / "amazon.tsv"), encoder="minilm", epochs=args.epochs, seed=0,
+                      out=work / "minilm", progress=False)
+    say(f"fine-tuned MiniLM on {len(amazon)} Amazon sentences in {time.perf_counter() - t0:.0f} s: {art.metrics}")
+    results: dict = {"threads": args.threads, "minilm_metrics": art.metrics}
+    results["ig"] = bench_ig(art, args.reps)
+    say("ig", results["ig"])
+    yelp = read_tsv(DATA / "yelp_labelled.txt")[: args.sentences]
+    results["batch"] = bench_batch(art, [t for t, _ in yelp], [y for _, y in yelp], min(args.one_by_one, len(yelp)), work)
+    say("batch", results["batch"])
+    results["digits"] = bench_digits(work)
+    say("digits", results["digits"])
+
+    ig, b, d = results["ig"], results["batch"], results["digits"]
+    rows = [
+        ("IG 50 steps, MiniLM, 32 tokens: time (s)", ig["tamer_s"], "Captum LIG", ig["captum_s"], ig["time_ratio"], "<= 1.1x", ig["time_ratio"] <= 1.1),
+        ("  completeness error (relative)", ig["completeness_error"], "Captum LIG", ig["captum_completeness_error"], None, "<= 1e-3",
+         ig["completeness_error"] <= 1e-3),
+        (f"  with steps raised automatically ({ig['default_steps']} steps)", ig["default_error"], "", None, None, "<= 1e-3",
+         ig["default_error"] <= 1e-3),
+        (f"sentiment comprehensiveness (IG, {b['sentences']} Yelp)", b["comprehensiveness"], "random", b["random_comprehensiveness"],
+         b["comprehensiveness_ratio"], ">= 2x", b["comprehensiveness_ratio"] >= 2),
+        ("  sufficiency (lower is better)", b["sufficiency"], "random", b["random_sufficiency"], None, "", None),
+        (f"digits deletion AUC (IG, {d['test_images']} test)", d["ig"]["deletion_auc"], "random", d["ig"]["random_deletion_auc"],
+         d["ig"]["deletion_auc_ratio"], "<= 0.5x", d["ig"]["deletion_auc_ratio"] <= 0.5),
+        ("  digits deletion AUC (saliency)", d["saliency"]["deletion_auc"], "random", d["saliency"]["random_deletion_auc"],
+         d["saliency"]["deletion_auc_ratio"], "", None),
+        ("  digits deletion AUC (occlusion)", d["occlusion"]["deletion_auc"], "random", d["occlusion"]["random_deletion_auc"],
+         d["occlusion"]["deletion_auc_ratio"], "", None),
+        (f"batch mode, {b['sentences']} sentences: sentences/s", b["batch_per_s"], f"one by one ({b['one_by_one_measured']}, extrap.)",
+         b["one_by_one_per_s"], b["verb_ratio"], ">= 3x", b["verb_ratio"] >= 3),
+        (f"  attribution only, batches of 32: sentences/s", b["attr_batch32_per_s"], "one at a time", b["attr_single_per_s"],
+         b["attr_ratio"], "", None),
+    ]
+    results["table"] = [dict(zip(("metric", "tamer", "peer", "peer_value", "ratio", "goal", "pass"), r)) for r in rows]
+    results["seconds"] = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps(results, indent=2, default=float))
+        return 0
+    fmt = lambda v: "" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))  # noqa: E731
+    print(f"explain bench, {args.threads} threads; MiniLM fine-tuned {args.epochs} epoch(s) on Amazon, test accuracy "
+          f"{art.metrics.get('test', {}).get('accuracy')}, Yelp accuracy {b['accuracy']:.3f}; digits CNN test accuracy "
+          f"{d['accuracy']}; {results['seconds']:.0f} s in all")
+    print(f"{'metric':<52} {'tamer':>9}  {'peer':<26} {'peer value':>10} {'ratio':>7}  {'goal':<8} pass")
+    for r in rows:
+        print(f"{r[0]:<52} {fmt(r[1]):>9}  {r[2]:<26} {fmt(r[3]):>10} {fmt(r[4]):>7}  {r[5]:<8} {'' if r[6] is None else ('yes' if r[6] else 'NO')}")
+    print(f"batch: {b['batch_s']:.0f} s for {b['sentences']} (completeness <= 1e-3 for {100 * b['completeness_within_tolerance']:.1f}%, "
+          f"max steps {b['max_steps_used']}, accuracy {b['accuracy']:.3f}); one by one measured on {b['one_by_one_measured']}: "
+          f"{b['one_by_one_s_measured']:.0f} s, extrapolated {b['one_by_one_s_extrapolated']:.0f} s for {b['sentences']}")
+    print(f"IG: Captum vs tamer word attributions max |diff| {ig['captum_vs_tamer_max_abs_diff']:.2e}; completeness "
+          f"checked independently of Captum: {ig['completeness_error_independent']:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
