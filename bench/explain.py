@@ -8,7 +8,8 @@
   digits      deletion / insertion AUC of IG on a trained digits CNN over its test split vs random attributions
   batch       explaining N sentences (Yelp, unseen: the model is fine-tuned on the Amazon file) with one
               `tamer.explain --input-file` call vs one `tamer.explain --input` call per sentence (same options, in
-              the same process); and, below the verb, the attribution alone in batches of 32 vs one at a time
+              the same process); and, below the verb, the attribution alone: inside the batch call (batches of
+              up to 32 texts of similar length) vs one text per Captum call on the same subset
 
     flock /tmp/tamer-bench.lock .venv/bin/python bench/explain.py [--json] [--threads 2] [--sentences 1000]
         [--one-by-one 20] [--epochs 1] [--reps 3]
@@ -117,16 +118,31 @@ def bench_ig(artifact, reps: int) -> dict:
 
 
 def bench_batch(artifact, sentences: list[str], labels: list[str], n_single: int, work: Path) -> dict:
+    import importlib
+
     import tamer
     from tamer.explain.config import ExplainConfig
-    from tamer.explain.explainer import attribute_items, resolve_targets
     from tamer.explain.subjects import TextSubject
 
+    explainer = importlib.import_module("tamer.explain.explainer")
     opts = {"sanity": "none", "global_examples": 0, "progress": False}  # dataset-level views, not per input
     (work / "sentences.txt").write_text("".join(s + "\n" for s in sentences), encoding="utf-8")
-    t0 = time.perf_counter()
-    report = tamer.explain(str(artifact.path), input_file=str(work / "sentences.txt"), out=work / "batch", **opts)
-    t_batch = time.perf_counter() - t0
+    attribute_items, spent = explainer.attribute_items, [0.0]
+
+    def timed(*args, **kwargs):  # the attribution inside the verb, apart from reading, faithfulness and writing
+        t = time.perf_counter()
+        out = attribute_items(*args, **kwargs)
+        spent[0] += time.perf_counter() - t
+        return out
+
+    explainer.attribute_items = timed
+    try:
+        t0 = time.perf_counter()
+        report = tamer.explain(str(artifact.path), input_file=str(work / "sentences.txt"), out=work / "batch", **opts)
+        t_batch = time.perf_counter() - t0
+    finally:
+        explainer.attribute_items = attribute_items
+    t_attr_batch = spent[0]
     accuracy = float(np.mean([r["predicted"] == y for r, y in zip(report.items, labels)]))
 
     pick = np.linspace(0, len(sentences) - 1, n_single).round().astype(int)  # spread over the file: representative lengths
@@ -136,23 +152,21 @@ def bench_batch(artifact, sentences: list[str], labels: list[str], n_single: int
         tamer.explain(str(artifact.path), input=s, out=work / f"one-{k}", **opts)
     t_single = time.perf_counter() - t0
 
-    # below the verb: attribution alone, model loaded once, batches of 32 vs one at a time, same subset
+    # below the verb: the attribution alone, one sentence per call, model loaded once (same targets as the verb)
     task, model = artifact.load_model()
     subject = TextSubject(task, model)
     items = subject.make_items(subset, [str(i) for i in range(len(subset))])
-    targets = resolve_targets(subject, items, ExplainConfig(input_file="x"))[0]
-    t_attr = {}
-    for bs in (32, 1):
-        t0 = time.perf_counter()
-        attribute_items(subject, items, targets, ExplainConfig(input_file="x", batch_size=bs), "pad")
-        t_attr[bs] = time.perf_counter() - t0
+    targets = [report.items[i]["target"] for i in pick]
+    t0 = time.perf_counter()
+    attribute_items(subject, items, targets, ExplainConfig(input_file="x", batch_size=1), "pad")
+    t_attr_single = time.perf_counter() - t0
     m = report.gate_metrics()
-    return {"sentences": len(sentences), "batch_s": t_batch, "batch_per_s": len(sentences) / t_batch,
+    n = len(sentences)
+    return {"sentences": n, "batch_s": t_batch, "batch_per_s": n / t_batch,
             "one_by_one_measured": n_single, "one_by_one_s_measured": t_single, "one_by_one_per_s": n_single / t_single,
-            "one_by_one_s_extrapolated": t_single / n_single * len(sentences),
-            "verb_ratio": (len(sentences) / t_batch) / (n_single / t_single),
-            "attr_batch32_per_s": n_single / t_attr[32], "attr_single_per_s": n_single / t_attr[1],
-            "attr_ratio": t_attr[1] / t_attr[32],
+            "one_by_one_s_extrapolated": t_single / n_single * n, "verb_ratio": (n / t_batch) / (n_single / t_single),
+            "attr_batch_s": t_attr_batch, "attr_batch_per_s": n / t_attr_batch, "attr_single_per_s": n_single / t_attr_single,
+            "attr_ratio": (n / t_attr_batch) / (n_single / t_attr_single),
             "completeness_max_error": m["completeness_max_error"], "completeness_within_tolerance": m["completeness_within_tolerance"],
             "max_steps_used": report.completeness["max_steps_used"], "accuracy": accuracy,
             "comprehensiveness": m["comprehensiveness"], "random_comprehensiveness": m["random_comprehensiveness"],
@@ -222,8 +236,8 @@ def main() -> int:
          d["occlusion"]["deletion_auc_ratio"], "", None),
         (f"batch mode, {b['sentences']} sentences: sentences/s", b["batch_per_s"], f"one by one ({b['one_by_one_measured']}, extrap.)",
          b["one_by_one_per_s"], b["verb_ratio"], ">= 3x", b["verb_ratio"] >= 3),
-        (f"  attribution only, batches of 32: sentences/s", b["attr_batch32_per_s"], "one at a time", b["attr_single_per_s"],
-         b["attr_ratio"], "", None),
+        ("  attribution only (inside the verb): sentences/s", b["attr_batch_per_s"], f"one at a time ({b['one_by_one_measured']})",
+         b["attr_single_per_s"], b["attr_ratio"], "", None),
     ]
     results["table"] = [dict(zip(("metric", "tamer", "peer", "peer_value", "ratio", "goal", "pass"), r)) for r in rows]
     results["seconds"] = time.perf_counter() - t0
