@@ -1,7 +1,9 @@
 """Federated averaging (FedAvg, McMahan et al. 2017), simulated in one process.
 
 Each client trains a copy of the global model on its own shard for a few local epochs; the server averages
-the clients' weights in proportion to their sample counts. Clients run one after another in this process
+the clients' weights in proportion to their sample counts. Five local epochs by default (McMahan et al.'s E = 5):
+with one, a client holding ~120 digits takes ~4 steps a round, and 20 rounds were ~80 server steps against
+~800 for centralised training (0.64 vs 0.996 test accuracy on digits, 10 clients, Dirichlet 0.5; 0.978 with five). Clients run one after another in this process
 (no torch.distributed): the arithmetic is the same as with separate processes, the wall time is not.
 With `--private`, the server adds client-level differential privacy (DP-FedAvg, McMahan et al. 2018): each
 client's update is clipped to `max_grad_norm`, the clipped updates are averaged with equal weights, and Gaussian
@@ -34,7 +36,7 @@ from .config import PrivacyConfig
 class FederateConfig:
     clients: int = opt(10, "number of simulated clients")
     rounds: int = opt(20, "rounds of local training + server averaging")
-    local_epochs: int = opt(1, "epochs each client trains per round")
+    local_epochs: int = opt(5, "epochs each client trains per round (McMahan et al.'s E; 1 leaves small shards a few steps a round)")
     split: Literal["iid", "dirichlet"] = opt("iid", "how the training split is dealt: iid, or by label with a Dirichlet prior")
     alpha: float = opt(0.5, "Dirichlet concentration (smaller: more skewed label mixes per client)")
     batch_size: int = opt(32, "examples per local step")
