@@ -4,6 +4,9 @@ protect/ does not use train/ (the walls), so this is its own small loop on the T
 noise multiplier for the planned epochs with its RDP accountant (`make_private_with_epsilon`); before every epoch
 the loop asks the accountant what epsilon that epoch would bring and stops instead of exceeding the target.
 The model is the final one (no checkpoint picked by validation), and the artifact it writes is a normal one.
+A task may offer a DP-friendly model (`task.private_model_config()`, e.g. digits' tanh MLP: per-step noise grows
+with the number of weights, and tempered activations suit clipped, noisy gradients); the private path builds that
+one and records it in the artifact, otherwise the task's usual model.
 """
 from __future__ import annotations
 
@@ -24,8 +27,11 @@ from ..report import Report, table_html
 from ..tasks.base import Task
 from .config import PrivacyConfig
 
-# Chosen for DP-SGD on small data: large batches (high sampling rate) and a higher learning rate than usual.
-DP_DEFAULTS = {"epochs": 40, "batch_size": 256, "lr": 4e-3, "optimizer": "adamw", "weight_decay": 0.0, "seed": 0,
+# Chosen for DP-SGD on small data, on digits' validation split at epsilon 3 (1,257 training images, the tanh MLP):
+# a large batch (sampling rate 0.2) and AdamW at 0.02, five times the usual rate (0.01: 3 points lower on validation;
+# 60 epochs: no better, the accountant then needs sigma 5.3 instead of 4.4; batch 512 for 20 epochs: 1 point lower).
+# Clipping at the default --max-grad-norm 1.0 scored as well as 0.1 (AdamW rescales the clipped, noisy mean).
+DP_DEFAULTS = {"epochs": 40, "batch_size": 256, "lr": 2e-2, "optimizer": "adamw", "weight_decay": 0.0, "seed": 0,
                "eval_batch_size": 256}
 
 
@@ -47,6 +53,12 @@ def refuse_unsupported_layers(model: torch.nn.Module, task: Task) -> None:
         raise UsageError(f"task {task.name!r} builds a model DP-SGD cannot train ({str(errors[0]).splitlines()[0]}); "
                          f"replace BatchNorm with GroupNorm (opacus.validators.ModuleValidator.fix does this) "
                          f"or train without --private.")
+
+
+def private_model_config(task: Task) -> dict[str, Any]:
+    """The model DP-SGD trains: the task's DP-friendly variant when it offers one, else its usual model."""
+    variant = getattr(task, "private_model_config", None)
+    return variant() if callable(variant) else task.model_config()
 
 
 def _seed(seed: int) -> None:
@@ -79,7 +91,8 @@ def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, o
     if privacy.delta >= 1.0 / n:
         raise UsageError(f"--delta {privacy.delta} is not below 1/{n} (one over the training examples); a delta that "
                          f"large allows leaking a whole example. Use a smaller one, such as {10 ** math.floor(math.log10(0.1 / n)):g}.")
-    model = task.build_model(task.model_config())
+    model_config = private_model_config(task)
+    model = task.build_model(model_config)
     refuse_unsupported_layers(model, task)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = (torch.optim.SGD(params, lr=opts["lr"], momentum=0.9, weight_decay=opts["weight_decay"])
@@ -132,7 +145,7 @@ def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, o
               "max_grad_norm": privacy.max_grad_norm, "noise_multiplier": sigma, "sample_rate": q, "steps": steps,
               "accountant": "rdp (opacus)", "stopped": stopped}
     return save_artifact(
-        out, final.state_dict(), task=task.to_manifest(), model_config=task.model_config(), verb="train",
+        out, final.state_dict(), task=task.to_manifest(), model_config=model_config, verb="train",
         options={**opts, "private": True, "epsilon": privacy.epsilon, "delta": privacy.delta,
                  "max_grad_norm": privacy.max_grad_norm},
         metrics={"test": test}, write_files=task.write_files,

@@ -32,6 +32,17 @@ class DigitsCNN(nn.Module):
         return self.classifier(self.features(pixels))
 
 
+class DigitsMLP(nn.Module):
+    """flatten -> one tanh hidden layer -> classes: the variant `train --private` builds (see private_model_config)."""
+
+    def __init__(self, hidden: int = 128, num_classes: int = 10):
+        super().__init__()
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.Tanh(), nn.Linear(hidden, num_classes))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.classifier(pixels)
+
+
 @register_task
 class DigitsTask(Task):
     name = "digits"
@@ -111,5 +122,13 @@ class DigitsTask(Task):
         return {"arch": "DigitsCNN", "channels": self.config.channels, "hidden": self.config.hidden,
                 "num_classes": 10, "labels": self.labels}
 
+    def private_model_config(self):
+        """The model DP-SGD trains (protect/privacy.py asks for it): a tanh MLP (Papernot et al. 2021, tempered
+        activations) with 8k weights instead of the CNN's 52k: per-step noise grows with the weight count, and at
+        epsilon 3 on 1,257 images the CNN reached 0.72-0.87 and this model 0.93-0.95."""
+        return {"arch": "DigitsMLP", "hidden": self.config.hidden, "num_classes": 10, "labels": self.labels}
+
     def build_model(self, model_config):
+        if model_config.get("arch") == "DigitsMLP":
+            return DigitsMLP(model_config["hidden"], model_config["num_classes"])
         return DigitsCNN(model_config["channels"], model_config["hidden"], model_config["num_classes"])
