@@ -59,3 +59,23 @@ def test_unknown_gate_metric_is_named(tmp_path):
     recipe = {"task": "digits", "stages": [{"train": {"epochs": 1}, "gate": {"acuracy": ">= 0.1"}}]}
     with pytest.raises(UsageError, match="gate metric 'acuracy'.*accuracy"):
         tamer.run(recipe, out=tmp_path / "run", progress=False)
+
+
+def test_example_sentiment_recipe_scrubs_trains_explains_compresses_and_seals(tmp_path, sentiment_dir):
+    """examples/sentiment.yaml, with the tiny encoder so it runs in seconds; the stages and their order are the file's."""
+    import yaml
+    from pathlib import Path
+
+    spec = yaml.safe_load((Path(__file__).parents[1] / "examples" / "sentiment.yaml").read_text())
+    spec["options"] = {"data": str(sentiment_dir / "yelp_labelled.txt"), "encoder": "tiny"}
+    for stage in spec["stages"]:
+        stage.pop("gate", None)
+        if "evaluate" in stage:
+            stage["evaluate"]["data"] = str(sentiment_dir / "amazon_cells_labelled.txt")
+    run = tamer.run(spec, out=tmp_path / "run", progress=False)
+    assert [s.verb for s in run.stages] == ["scrub", "train", "evaluate", "explain", "compress", "encrypt"]
+    assert all(s.status == "passed" for s in run.stages)
+    trained = tamer.load(tmp_path / "run" / "02-train" / "artifact")
+    assert "01-scrub" in json.dumps(trained.manifest["task"])  # train read the scrubbed copy, not the original
+    assert (tmp_path / "run" / "06-encrypt" / "artifact.encrypted" / "model.safetensors.enc").is_file()
+    assert run.sealed and "artifact.key" in run.sealed
