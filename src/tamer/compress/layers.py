@@ -83,23 +83,49 @@ REDUCE_RANGE = not _has_vnni()
 
 
 class Int8DynamicLinear(_Codes):
-    """int8 x int8 -> int32 GEMM with a per-call activation scale; symmetric per-channel weights only."""
+    """int8 x int8 -> int32 GEMM with a per-call activation scale; symmetric per-channel weights only.
+
+    The activation scale is one per call (fbgemm), so a few outlier input channels would eat the int8 range of all
+    the others. SmoothQuant (Xiao et al. 2023, "SmoothQuant: Accurate and Efficient Post-Training Quantization for
+    Large Language Models", eq. 4) moves that range into the weights: the codes hold W * diag(s), and the input is
+    divided by s on the way in, so the product is unchanged in exact arithmetic. `smooth` holds s (ones = off).
+    """
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__((out_features, in_features), 8, None, True, bias, False)
+        self.register_buffer("smooth", torch.ones(in_features))
         self._packed = None
+        self._inv_smooth = None
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._inv_smooth = None
+
+    def weight(self) -> torch.Tensor:
+        """The fp32 weight these codes stand for (smoothing undone)."""
+        return super().weight() / self.smooth
 
     def _pack(self):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # quantized-tensor constructors are deprecated, the fbgemm kernel is not
             qt = torch._make_per_channel_quantized_tensor(self.qweight, self.scale.double(), self.zero_point.long(), 0)
-            self._packed = torch.ops.quantized.linear_prepack(qt, self.bias)
+            self._packed = torch.ops.quantized.linear_prepack(qt, None)  # bias added after the per-token rescale
         return self._packed
 
     def forward(self, x):
         packed = self._packed if self._packed is not None else self._pack()
+        if self._inv_smooth is None:
+            self._inv_smooth = None if bool((self.smooth == 1).all()) else (1.0 / self.smooth)
         shape = x.shape
-        y = torch.ops.quantized.linear_dynamic(x.reshape(-1, shape[-1]).float().contiguous(), packed, REDUCE_RANGE)
+        x = x.reshape(-1, shape[-1]).float()
+        if self._inv_smooth is not None:
+            x = x * self._inv_smooth
+        # fbgemm takes one activation scale per call; dividing each token by its own max|x| first (and multiplying
+        # the output back) gives every token the whole int8 range: per-token scales at the cost of two elementwise ops.
+        r = x.abs().amax(-1, keepdim=True).clamp(min=1e-12)
+        y = torch.ops.quantized.linear_dynamic((x / r).contiguous(), packed, REDUCE_RANGE) * r
+        if self.bias is not None:
+            y = y + self.bias
         return y.reshape(*shape[:-1], y.shape[-1])
 
 

@@ -1,7 +1,8 @@
 """Quantize a model's layers, choose each layer's execution by timing it, and rebuild the model from an artifact.
 
 Per layer the recipe records what is stored (bits, scheme, group size) and how it runs:
-- `int8-dynamic`: fbgemm int8 GEMM with per-call activation scales (Linear, symmetric int8 only);
+- `int8-dynamic`: fbgemm int8 GEMM with per-token activation scales and SmoothQuant factors from calibration
+  (Linear, symmetric int8 only);
 - `fp32-fallback`: codes on disk, dequantized once at load, fp32 GEMM (when int8 was not faster for the
   layer's shape, or the layer cannot run in int8: convolutions, asymmetric codes, --activations weight-only);
 - `int4-on-the-fly`: packed int4 codes in memory, dequantized per call;
@@ -78,7 +79,7 @@ def time_layer(fp32: nn.Module, quant: nn.Module, x: torch.Tensor, reps: int = 5
     return statistics.median(a), statistics.median(b)
 
 
-def _codes_module(m: nn.Module, q: Quantized, exec_: str) -> nn.Module:
+def _codes_module(m: nn.Module, q: Quantized, exec_: str, smooth: torch.Tensor | None = None) -> nn.Module:
     bias = getattr(m, "bias", None)
     signed = q.scheme == "sym"
     codes = pack_int4(q.q) if q.bits == 4 else q.q
@@ -90,6 +91,8 @@ def _codes_module(m: nn.Module, q: Quantized, exec_: str) -> nn.Module:
     elif exec_ == "int8-dynamic":
         w = linear_weight(m)
         new = Int8DynamicLinear(w.shape[1], w.shape[0], bias is not None)
+        if smooth is not None:
+            new.smooth.copy_(smooth)
     else:
         w = linear_weight(m)
         new = WeightOnlyLinear(w.shape[1], w.shape[0], bias is not None, q.bits, q.group_size, signed,
@@ -130,7 +133,8 @@ def quantize_layer(m: nn.Module, config: CompressConfig) -> Quantized:
     return quantize(w, bits, scheme, gran, config.group_size if gran == "group" else None)
 
 
-def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torch.Tensor | None) -> tuple[str, str, dict]:
+def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torch.Tensor | None,
+                smooth: torch.Tensor | None = None) -> tuple[str, str, dict]:
     """(execution, reason, timings) for one layer: int8 GEMM only where it is measured faster than fp32."""
     if isinstance(m, nn.Embedding):
         return "embedding", "rows dequantized on lookup", {}
@@ -150,7 +154,7 @@ def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torc
         return "fp32-fallback", "the int8 GEMM takes symmetric per-channel weights only", {}
     if sample is None:
         return "fp32-fallback", "layer not reached by calibration data, so not timed", {}
-    candidate = _codes_module(m, q, "int8-dynamic")
+    candidate = _codes_module(m, q, "int8-dynamic", smooth)
     fp32_ms, int8_ms = time_layer(m, candidate, sample)
     timing = {"fp32_ms": round(fp32_ms, 3), "int8_ms": round(int8_ms, 3), "tokens": int(sample.reshape(-1, sample.shape[-1]).shape[0])}
     if int8_ms < fp32_ms:
@@ -159,11 +163,17 @@ def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torc
 
 
 @torch.inference_mode()
-def capture_inputs(model: nn.Module, names: list[str], run: Callable[[], None]) -> dict[str, torch.Tensor]:
-    """The first input each named layer sees while `run()` runs the model on calibration data."""
+def capture_inputs(model: nn.Module, names: list[str], run: Callable[[], None],
+                   amax: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The first input each named layer sees while `run()` runs the model on calibration data; with `amax`, also
+    each layer's largest |input| per input channel over all the calibration data."""
     seen: dict[str, torch.Tensor] = {}
     def keep(name: str, inp) -> None:  # a forward hook that returned a value would replace the layer's output
-        seen.setdefault(name, inp[0].detach())
+        x = inp[0].detach()
+        seen.setdefault(name, x)
+        if amax is not None:
+            m = x.reshape(-1, x.shape[-1]).abs().amax(0).float()
+            amax[name] = torch.maximum(amax[name], m) if name in amax else m
 
     hooks = [model.get_submodule(n).register_forward_hook(lambda mod, inp, out, n=n: keep(n, inp)) for n in names]
     try:
@@ -182,19 +192,42 @@ def quantize_model(model: nn.Module, config: CompressConfig, run_calibration: Ca
     """
     layers = quantizable(model, config.embeddings)
     check_shapes(layers, config)
-    samples = {}
+    samples: dict[str, torch.Tensor] = {}
+    amax: dict[str, torch.Tensor] = {}
     if run_calibration is not None:
         samples = capture_inputs(model, [n for n, m in layers.items() if not isinstance(m, (nn.Embedding, nn.Conv2d))],
-                                 lambda: run_calibration(model))
+                                 lambda: run_calibration(model), amax)
     recipe: dict[str, Any] = {}
     for name, m in layers.items():
         q = (precomputed or {}).get(name) or quantize_layer(m, config)
-        exec_, reason, timing = choose_exec(m, q, config, samples.get(name))
+        smooth = None
+        if name in amax and not (precomputed and name in precomputed) and _int8_gemm_candidate(m, q, config):
+            smooth = smoothing_factors(amax[name], linear_weight(m))
+            q = quantize(linear_weight(m) * smooth, 8, "sym", "channel", None)
+        exec_, reason, timing = choose_exec(m, q, config, samples.get(name), smooth)
+        if smooth is not None and exec_ != "int8-dynamic":  # fp32 execution: keep the plain codes, no smoothing
+            q, smooth = quantize_layer(m, config), None
         recipe[name] = {**layer_spec(m), "bits": q.bits, "scheme": q.scheme, "group_size": q.group_size,
                         "granularity": "group" if q.group_size else ("tensor" if q.scale.dim() == 0 else "channel"),
-                        "exec": exec_, "reason": reason, **timing}
-        _set(model, name, _codes_module(m, q, exec_))
+                        "exec": exec_, "reason": reason, "smoothquant": smooth is not None, **timing}
+        _set(model, name, _codes_module(m, q, exec_, smooth))
     return model, recipe
+
+
+SMOOTH_ALPHA = 0.5  # the migration strength SmoothQuant found best for most models (its section 4)
+
+
+def smoothing_factors(act_amax: torch.Tensor, weight: torch.Tensor, alpha: float = SMOOTH_ALPHA) -> torch.Tensor:
+    """s_j = max|X_j|^alpha / max|W_j|^(1-alpha) per input channel j (SmoothQuant, eq. 4); 1 where a side is zero."""
+    w_amax = weight.abs().amax(0).float()
+    s = act_amax.clamp(min=1e-5).pow(alpha) / w_amax.clamp(min=1e-5).pow(1 - alpha)
+    s = torch.where((act_amax > 0) & (w_amax > 0), s, torch.ones_like(s))
+    return s.clamp(1e-3, 1e3)
+
+
+def _int8_gemm_candidate(m: nn.Module, q: Quantized, config: CompressConfig) -> bool:
+    return (not isinstance(m, (nn.Embedding, nn.Conv2d)) and q.bits == 8 and config.activations == "dynamic"
+            and q.scheme == "sym" and q.group_size is None and q.scale.dim() > 0)
 
 
 def empty_layer(spec: dict[str, Any]) -> nn.Module:
