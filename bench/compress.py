@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -234,7 +235,8 @@ def sentiment_table(args) -> dict:
 
     def run(name, goal, **options):
         t = time.perf_counter()
-        child, report = tamer.compress(teacher, out=work / name.split()[0], progress=False, **options)
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]  # every variant its own folder
+        child, report = tamer.compress(teacher, out=work / slug, progress=False, **options)
         times[f"{name} s"] = time.perf_counter() - t
         step = report.steps[-1]
         row = {"variant": name, "accuracy": step.child_metric, "kept": step.child_metric / acc,
