@@ -118,14 +118,14 @@ class Int8DynamicLinear(_Codes):
             self._inv_smooth = None if bool((self.smooth == 1).all()) else (1.0 / self.smooth)
         shape = x.shape
         x = x.reshape(-1, shape[-1]).float()
-        if self._inv_smooth is not None:
-            x = x * self._inv_smooth
         # fbgemm takes one activation scale per call; dividing each token by its own max|x| first (and multiplying
-        # the output back) gives every token the whole int8 range: per-token scales at the cost of two elementwise ops.
-        r = x.abs().amax(-1, keepdim=True).clamp(min=1e-12)
-        y = torch.ops.quantized.linear_dynamic((x / r).contiguous(), packed, REDUCE_RANGE) * r
+        # the output back) gives every token the whole int8 range: per-token scales for a few elementwise passes,
+        # done in place on fresh tensors to keep the memory traffic down.
+        x = x * self._inv_smooth if self._inv_smooth is not None else x.clone()
+        r = torch.linalg.vector_norm(x, float("inf"), dim=-1, keepdim=True).clamp_(min=1e-12)
+        y = torch.ops.quantized.linear_dynamic(x.div_(r), packed, REDUCE_RANGE).mul_(r)
         if self.bias is not None:
-            y = y + self.bias
+            y.add_(self.bias)
         return y.reshape(*shape[:-1], y.shape[-1])
 
 
