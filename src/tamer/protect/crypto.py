@@ -269,8 +269,8 @@ def _atomic(out: Path, fill) -> None:
         raise
 
 
-def encrypt_file(src: str | os.PathLike, out: str | os.PathLike, secret: Secret, chunk_size: int = DEFAULT_CHUNK,
-                 salt: bytes | None = None) -> int:
+def _stream_file(src: str | os.PathLike, out: str | os.PathLike, stream) -> int:
+    """Run `stream(source, sink)` from file `src` into `out`, written atomically; returns what `stream` returns."""
     src, out = Path(src), Path(out)
     if not src.is_file():
         raise UsageError(f"input {str(src)!r} does not exist or is not a file.")
@@ -279,25 +279,19 @@ def encrypt_file(src: str | os.PathLike, out: str | os.PathLike, secret: Secret,
     def fill(f):
         nonlocal size
         with open(src, "rb") as s:
-            size = encrypt_stream(s, f, secret, chunk_size, salt)
+            size = stream(s, f)
 
     _atomic(out, fill)
     return size
+
+
+def encrypt_file(src: str | os.PathLike, out: str | os.PathLike, secret: Secret, chunk_size: int = DEFAULT_CHUNK,
+                 salt: bytes | None = None) -> int:
+    return _stream_file(src, out, lambda s, f: encrypt_stream(s, f, secret, chunk_size, salt))
 
 
 def decrypt_file(src: str | os.PathLike, out: str | os.PathLike, secret: Secret) -> int:
-    src, out = Path(src), Path(out)
-    if not src.is_file():
-        raise UsageError(f"input {str(src)!r} does not exist or is not a file.")
-    size = 0
-
-    def fill(f):
-        nonlocal size
-        with open(src, "rb") as s:
-            size = decrypt_stream(s, f, secret, src.name)
-
-    _atomic(out, fill)
-    return size
+    return _stream_file(src, out, lambda s, f: decrypt_stream(s, f, secret, Path(src).name))
 
 
 def encrypt_bytes(data: bytes, secret: Secret, chunk_size: int = DEFAULT_CHUNK) -> bytes:
