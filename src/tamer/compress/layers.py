@@ -120,12 +120,12 @@ class Int8DynamicLinear(_Codes):
         x = x.reshape(-1, shape[-1]).float()
         # fbgemm takes one activation scale per call; dividing each token by its own max|x| first (and multiplying
         # the output back) gives every token the whole int8 range: per-token scales for a few elementwise passes,
-        # done in place on fresh tensors to keep the memory traffic down.
+        # done in place on fresh tensors to keep the memory traffic down. max|x| as max(amax, -amin): measured
+        # 5-18x faster on CPU than vector_norm(inf) or abs().amax(), which made the whole layer slower than fp32.
         x = x * self._inv_smooth if self._inv_smooth is not None else x.clone()
-        r = torch.linalg.vector_norm(x, float("inf"), dim=-1, keepdim=True).clamp_(min=1e-12)
-        y = torch.ops.quantized.linear_dynamic(x.div_(r), packed, REDUCE_RANGE).mul_(r)
-        if self.bias is not None:
-            y.add_(self.bias)
+        r = torch.maximum(x.amax(-1, keepdim=True), x.amin(-1, keepdim=True).neg_()).clamp_(min=1e-12)
+        y = torch.ops.quantized.linear_dynamic(x.div_(r), packed, REDUCE_RANGE)
+        y = y.mul_(r) if self.bias is None else torch.addcmul(self.bias, y, r)
         return y.reshape(*shape[:-1], y.shape[-1])
 
 
