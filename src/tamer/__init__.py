@@ -1,10 +1,17 @@
-"""tamer: take a PyTorch model through the life of a large model. The public verbs live here."""
+"""tamer: take a PyTorch model through the life of a large model. The public verbs live here.
+
+`import tamer` is light: the verbs are thin functions (tamer/api.py) that import their capability, and torch,
+when called, and the classes that need torch (Task, TrainConfig) are imported on first access (PEP 562). So
+`tamer keygen`, `encrypt`, `decrypt` and `scrub` never load torch.
+"""
 import os as _os
+import sys as _sys
+import types as _types
 
 _os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a model hub
 _os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-import logging as _logging
+import logging as _logging  # noqa: E402
 
 # torchao (imported by transformers when installed) warns about its CUDA kernels on CPU machines; torch's pytree
 # warns about torchao's enums. Neither concerns a tamer user.
@@ -13,15 +20,61 @@ for _name in ("torchao", "torch.utils._pytree"):
 
 __version__ = "0.1.0"
 
-from .api import evaluate, load, run, tasks, train  # noqa: E402
-from .api import decrypt, encrypt, federate, keygen, scrub  # noqa: E402
-from . import explain as _explain_package  # noqa: E402,F401  (imported first, so `tamer.explain` stays the verb)
-from .api import explain  # noqa: E402
-from . import compress as _compress_package  # noqa: E402,F401  (registers the int8 / int4 artifact loaders first)
-from .api import compress  # noqa: E402
+from .api import compress, decrypt, encrypt, evaluate, explain, federate, keygen, load, run, scrub, tasks, train  # noqa: E402
+from .artifact import FORMAT_LOADERS as _FORMAT_LOADERS  # noqa: E402
 from .artifact import Artifact  # noqa: E402
+from .errors import ArtifactError as _ArtifactError  # noqa: E402
 from .errors import TamerError  # noqa: E402
-from .tasks import Task, register_task  # noqa: E402
-from .train import TrainConfig  # noqa: E402
+
+# Public names that need torch: imported on first access.
+_LAZY = {"Task": "tasks", "register_task": "tasks", "TrainConfig": "train"}
+
+# Verbs that share their name with a subpackage (tamer.train, tamer.tasks, tamer.explain, tamer.compress):
+# importing a subpackage makes Python set it as an attribute of this package, which would replace the verb
+# whenever the subpackage happens to be imported after it. The module class below keeps the public verbs.
+
+
+class _Package(_types.ModuleType):
+    def __setattr__(self, name, value):
+        if isinstance(value, _types.ModuleType) and name in __all__ and isinstance(self.__dict__.get(name), _types.FunctionType):
+            return  # `tamer.explain` stays the verb; the subpackage is sys.modules["tamer.explain"]
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def _loader_in(module: str, fmt: str):
+    """A loader for weight format `fmt` that imports `module` (which registers the real loader) on first use,
+    so an int8 / int4 artifact opens in any process without importing tamer.compress (and torch) up front."""
+
+    def load(model, state_dict, manifest):
+        import importlib
+
+        importlib.import_module(module)
+        real = _FORMAT_LOADERS.get(fmt)
+        if real is None or real is load:
+            raise _ArtifactError(f"{module} did not register a loader for weight format {fmt!r}; this tamer cannot read it.")
+        return real(model, state_dict, manifest)
+
+    return load
+
+
+for _fmt in ("int8", "int4"):  # written by tamer.compress (compress/quantize.py)
+    _FORMAT_LOADERS.setdefault(_fmt, _loader_in(f"{__name__}.compress", _fmt))
 
 __all__ = ["compress", "decrypt", "encrypt", "explain", "federate", "keygen", "scrub", "Artifact", "Task", "TamerError", "TrainConfig", "evaluate", "load", "register_task", "run", "tasks", "train"]

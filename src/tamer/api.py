@@ -4,15 +4,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .artifact import Artifact
 from .config import make_config
 from .errors import UsageError
-from .tasks.base import Task, get_task_class, make_task, task_names
-from .train import EvalReport, TrainConfig
-from .train import evaluate as _evaluate
-from .train import train as _train
+
+if TYPE_CHECKING:
+    from .tasks.base import Task
+    from .train import EvalReport, TrainConfig
+
+# Each verb imports its capability (and torch) when it is called: `import tamer` and the light verbs (keygen,
+# encrypt, decrypt, scrub) never load torch.
 
 
 def load(path: str | Path, key_file: str | None = None, passphrase_env: str | None = None) -> Artifact:
@@ -27,6 +30,8 @@ def load(path: str | Path, key_file: str | None = None, passphrase_env: str | No
 
 def tasks() -> list[dict[str, Any]]:
     """The registered tasks with their kind, metric and options."""
+    from .tasks.base import get_task_class, task_names
+
     out = []
     for name in task_names():
         cls = get_task_class(name)
@@ -37,6 +42,8 @@ def tasks() -> list[dict[str, Any]]:
 
 def split_options(task_cls: type[Task], options: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
     """Options naming TrainConfig fields configure training; the rest configure the task."""
+    from .train import TrainConfig
+
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     task_fields = {f.name for f in dataclasses.fields(task_cls.Config)}
     train_opts, task_opts = {}, {}
@@ -62,6 +69,9 @@ def train(task: str | Task = "digits", config: TrainConfig | None = None, *, out
 
     `private=True` (with epsilon, delta, max_grad_norm) trains with DP-SGD instead (protect/privacy.py)."""
     from .protect.config import PrivacyConfig
+    from .tasks.base import Task, get_task_class, make_task
+    from .train import TrainConfig
+    from .train import train as _train
 
     privacy_fields = {f.name for f in dataclasses.fields(PrivacyConfig)}
     privacy = make_config(PrivacyConfig, {k: options.pop(k) for k in list(options) if k.replace("-", "_") in privacy_fields})
@@ -81,6 +91,8 @@ def train(task: str | Task = "digits", config: TrainConfig | None = None, *, out
 
 def _train_private(task: str | Task, privacy, out, progress: bool, options: dict[str, Any]) -> Artifact:
     from .protect.privacy import train_private
+    from .tasks.base import Task, make_task
+    from .train import TrainConfig
 
     if isinstance(task, Task):
         train_opts, task_opts = dict(options), {}
@@ -96,6 +108,8 @@ def _train_private(task: str | Task, privacy, out, progress: bool, options: dict
 def evaluate(artifact: str | Path | Artifact, data: str | None = None, batch_size: int = 256,
              key_file: str | None = None, passphrase_env: str | None = None) -> EvalReport:
     """Accuracy, macro-F1 and confusion matrix (classifiers) or perplexity (language models)."""
+    from .train import evaluate as _evaluate
+
     if not isinstance(artifact, Artifact):
         artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
     return _evaluate(artifact, data, batch_size)
@@ -167,6 +181,7 @@ def federate(task: str | Task = "digits", config=None, *, out: str | Path | None
     from .protect.config import PrivacyConfig
     from .protect.federated import FederateConfig
     from .protect.federated import federate as _federate
+    from .tasks.base import Task, make_task
 
     names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
     pick = lambda cls: {k: options.pop(k) for k in list(options) if k.replace("-", "_") in names(cls)}  # noqa: E731

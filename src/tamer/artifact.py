@@ -10,12 +10,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import ArtifactError, UsageError
+
+if TYPE_CHECKING:
+    import torch
+# torch and safetensors are imported where weights are read or written, so reading a manifest, checking hashes
+# and encrypting an artifact (protect/sealed.py) stay light: `tamer encrypt` never loads torch.
 
 SCHEMA_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -51,6 +53,8 @@ def content_id(manifest: Mapping[str, Any]) -> str:
 
 
 def _versions() -> dict[str, str]:
+    import torch
+
     from . import __version__
 
     return {"tamer": __version__, "torch": torch.__version__, "python": platform.python_version()}
@@ -106,6 +110,8 @@ class Artifact:
         return cls(path=path, manifest=manifest)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
         return load_file(self.path / WEIGHTS)
 
     def load_model(self):
@@ -153,6 +159,8 @@ def save_artifact(
     `write_files(folder)` may add files (a tokenizer, say); every file is hashed into the manifest.
     A crash at any point leaves no folder at `out`.
     """
+    from safetensors.torch import save_file
+
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")

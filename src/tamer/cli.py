@@ -24,96 +24,122 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    from .protect.config import PrivacyConfig
     from .train import TrainConfig
 
-    parser = _Parser(prog="tamer", description="Take a PyTorch model through the life of a large model.")
-    _common(parser)
-    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
-
-    p = sub.add_parser("tasks", help="list the registered tasks and their options")
-    _common(p)
-
-    p = sub.add_parser("train", help="train a task's model and write an artifact",
-                       description="Train TASK's model. Besides the flags below, every option of the task "
-                                   "(see `tamer tasks`) is accepted as --OPTION VALUE.")
-    _common(p)
     p.add_argument("task", help="a task name (see `tamer tasks`)")
     p.add_argument("--out", help="artifact folder to write (default: artifacts/TASK-TIME)")
     p.add_argument("--data", help="data file for the task")
     add_config_arguments(p, TrainConfig)
-    from .protect.config import PrivacyConfig
-
     add_config_arguments(p, PrivacyConfig)  # --private --epsilon --delta --max-grad-norm: DP-SGD (protect/privacy.py)
 
-    p = sub.add_parser("evaluate", help="metrics of an artifact on its test split or a data file")
-    _common(p)
+
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help="artifact folder")
     p.add_argument("--data", help="data file (default: the test split the artifact was trained with)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--key-file", help="key file of an encrypted artifact (see `tamer keygen`)")
     p.add_argument("--passphrase-env", help="environment variable holding the passphrase of an encrypted artifact")
 
-    _add_protect_parsers(sub)
 
-    p = sub.add_parser("run", help="run a recipe (default on digits: train -> evaluate -> explain -> compress -> encrypt, one HTML report)")
-    _common(p)
-    p.add_argument("recipe", nargs="?", help="recipe YAML (default: the built-in one)")
-    p.add_argument("--out", help="run folder (default: runs/NAME-TIME)")
-
-    from .compress.config import CompressConfig
-
-    p = sub.add_parser("compress", help="quantize (int8/int4), prune, distill or export ONNX; writes a child artifact",
-                       description="Each step (distill -> prune -> quantize -> export) writes a child artifact naming its "
-                                   "parent; intermediate steps are written beside --out as OUT.STEP.")
-    _common(p)
-    p.add_argument("artifact", help="artifact folder")
-    p.add_argument("--out", help="artifact folder to write (default: artifacts/TASK-TIME)")
-    add_config_arguments(p, CompressConfig)
-
-    from .explain.config import ExplainConfig
-
-    p = sub.add_parser("explain", help="attributions with completeness, faithfulness and pictures (HTML, JSON, PNG)")
-    _common(p)
-    p.add_argument("artifact", help="artifact folder")
-    p.add_argument("--out", help="folder to write (default: explanations/TASK-TIME)")
-    add_config_arguments(p, ExplainConfig)
-    return parser
-
-
-def _add_protect_parsers(sub) -> None:
-    """keygen, encrypt, decrypt (protect/)."""
-    from .protect.config import EncryptConfig
-
-    p = sub.add_parser("keygen", help="write a new random AES-256 key file")
-    _common(p)
+def _keygen_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="key file to write (never overwritten)")
-    for verb, text in (("encrypt", "seal an artifact with AES-256-GCM (manifest stays readable, authenticated)"),
-                       ("decrypt", "restore an encrypted artifact; any change or a wrong key is refused")):
-        p = sub.add_parser(verb, help=text)
-        _common(p)
+
+
+def _crypt_arguments(verb: str):
+    def add(p: argparse.ArgumentParser) -> None:
+        from .protect.config import EncryptConfig
+
         p.add_argument("artifact", help="artifact folder")
         p.add_argument("--out", required=True, help="folder to write")
         add_config_arguments(p, EncryptConfig, skip=("chunk_size",) if verb == "decrypt" else ())
 
-    from .protect.config import PrivacyConfig, ScrubConfig
+    return add
+
+
+def _federate_arguments(p: argparse.ArgumentParser) -> None:
+    from .protect.config import PrivacyConfig
     from .protect.federated import FederateConfig
 
-    p = sub.add_parser("federate", help="federated averaging over simulated clients (one process), optional client-level DP",
-                       description="FedAvg on TASK. Every option of the task (see `tamer tasks`) is accepted as --OPTION VALUE.")
-    _common(p)
     p.add_argument("task", help="a task name (see `tamer tasks`)")
     p.add_argument("--out", help="artifact folder to write (default: artifacts/TASK-TIME)")
     p.add_argument("--data", help="data file for the task")
     add_config_arguments(p, FederateConfig)
     add_config_arguments(p, PrivacyConfig)
 
-    p = sub.add_parser("scrub", help="replace PII (e-mail, phones, cards, IBAN, IDs, ...) in TXT/TSV/CSV/JSONL, streamed")
-    _common(p)
+
+def _scrub_arguments(p: argparse.ArgumentParser) -> None:
+    from .protect.config import ScrubConfig
+
     p.add_argument("input", help="text file: .txt, .tsv, .csv or .jsonl")
     p.add_argument("--out", help="file to write (default: INPUT.scrubbed.EXT)")
     p.add_argument("--restore", metavar="MAPPING", help="undo --mode pseudonymize using its encrypted mapping file")
     add_config_arguments(p, ScrubConfig)
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", nargs="?", help="recipe YAML (default: the built-in one)")
+    p.add_argument("--out", help="run folder (default: runs/NAME-TIME)")
+
+
+def _compress_arguments(p: argparse.ArgumentParser) -> None:
+    from .compress.config import CompressConfig
+
+    p.add_argument("artifact", help="artifact folder")
+    p.add_argument("--out", help="artifact folder to write (default: artifacts/TASK-TIME)")
+    add_config_arguments(p, CompressConfig)
+
+
+def _explain_arguments(p: argparse.ArgumentParser) -> None:
+    from .explain.config import ExplainConfig
+
+    p.add_argument("artifact", help="artifact folder")
+    p.add_argument("--out", help="folder to write (default: explanations/TASK-TIME)")
+    add_config_arguments(p, ExplainConfig)
+
+
+# verb: (help, description, adds its arguments). The arguments come from config dataclasses whose packages may
+# import torch, so `main` adds only the chosen verb's: `tamer encrypt` never loads torch.
+_SUBCOMMANDS = {
+    "tasks": ("list the registered tasks and their options", None, lambda p: None),
+    "train": ("train a task's model and write an artifact",
+              "Train TASK's model. Besides the flags below, every option of the task (see `tamer tasks`) is accepted "
+              "as --OPTION VALUE.", _train_arguments),
+    "evaluate": ("metrics of an artifact on its test split or a data file", None, _evaluate_arguments),
+    "keygen": ("write a new random AES-256 key file", None, _keygen_arguments),
+    "encrypt": ("seal an artifact with AES-256-GCM (manifest stays readable, authenticated)", None, _crypt_arguments("encrypt")),
+    "decrypt": ("restore an encrypted artifact; any change or a wrong key is refused", None, _crypt_arguments("decrypt")),
+    "federate": ("federated averaging over simulated clients (one process), optional client-level DP",
+                 "FedAvg on TASK. Every option of the task (see `tamer tasks`) is accepted as --OPTION VALUE.",
+                 _federate_arguments),
+    "scrub": ("replace PII (e-mail, phones, cards, IBAN, IDs, ...) in TXT/TSV/CSV/JSONL, streamed", None, _scrub_arguments),
+    "run": ("run a recipe (default on digits: train -> evaluate -> explain -> compress -> encrypt, one HTML report)", None,
+            _run_arguments),
+    "compress": ("quantize (int8/int4), prune, distill or export ONNX; writes a child artifact",
+                 "Each step (distill -> prune -> quantize -> export) writes a child artifact naming its parent; "
+                 "intermediate steps are written beside --out as OUT.STEP.", _compress_arguments),
+    "explain": ("attributions with completeness, faithfulness and pictures (HTML, JSON, PNG)", None, _explain_arguments),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (`only=VERB`) one whose other subcommands have no arguments yet (`""`: none have)."""
+    parser = _Parser(prog="tamer", description="Take a PyTorch model through the life of a large model.")
+    _common(parser)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    for verb, (text, description, add_arguments) in _SUBCOMMANDS.items():
+        p = sub.add_parser(verb, help=text, description=description)
+        _common(p)
+        if only is None or only == verb:
+            add_arguments(p)
+    return parser
+
+
+def _verb_in(argv: Sequence[str]) -> str:
+    """The subcommand named in `argv` (the top-level flags take no values), or "" when there is none."""
+    verb = next((a for a in argv if not a.startswith("-")), "")
+    return verb if verb in _SUBCOMMANDS else ""
 
 
 def _dispatch_protect(args: argparse.Namespace, extra: list[str] = ()) -> int:
@@ -241,7 +267,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(only=_verb_in(argv))
     debug = "--debug" in argv
     want_json = "--json" in argv
     try:
