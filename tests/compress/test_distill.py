@@ -9,6 +9,7 @@ from tamer.cli import main
 from tamer.compress import CompressConfig
 from tamer.compress.distill import (augmented_view, build_student, count_parameters, layer_map, soft_loss,
                                     train_student)
+from tamer.compress.measure import calibration_batches
 from tamer.errors import UsageError
 
 
@@ -84,15 +85,48 @@ def test_tiny_bert_student_starts_from_every_kth_teacher_block(text_artifact):
     assert init["sliced"] == 3 and init["fresh"] == 0
 
 
-def test_narrower_student_gets_projected_embeddings(text_artifact):
+def _layernorm_activation(task, model, batches):
+    """Reference: sum over every LayerNorm of the mean |output| of each channel over real tokens."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    outs = []
+    hooks = [m.register_forward_hook(lambda mod, a, o: outs.append(o)) for m in norms]
+    total, tokens = 0, 0
+    with torch.no_grad():
+        for batch in batches:
+            outs.clear()
+            task.forward(model, batch)
+            real = batch["attention_mask"].bool()
+            total = total + sum(o[real].abs().sum(0) for o in outs)
+            tokens += int(real.sum())
+    for h in hooks:
+        h.remove()
+    return total / tokens
+
+
+def test_narrower_student_keeps_the_same_most_active_teacher_channels_in_every_tensor(text_artifact):
+    """Width pruning as the init: every tensor of a hidden=32 student is the teacher's, restricted to one set of
+    residual channels (those with the largest LayerNorm activations), one whole head per block and its top neurons."""
     task, teacher = text_artifact.load_model()
-    student, s_config, _, init = build_student(task, teacher, text_artifact.manifest["model_config"], "hidden=32", 0)
+    batches = calibration_batches(task, task.prepare(0).train, 64, 0)
+    student, s_config, mapping, init = build_student(task, teacher, text_artifact.manifest["model_config"], "hidden=32", 0,
+                                                     batches=batches)
     assert s_config["encoder"]["num_attention_heads"] == 1 and s_config["encoder"]["intermediate_size"] == 64
-    e_t = teacher.encoder.embeddings.word_embeddings.weight.detach()
-    e_s = student.encoder.embeddings.word_embeddings.weight.detach()
-    # rows are projected on 32 orthonormal directions: lengths can only shrink, inner products are kept in that span
-    assert torch.all(e_s.norm(dim=1) <= e_t.norm(dim=1) + 1e-5)
-    assert init["projected"] == 3
+    assert init["fresh"] == 0
+    cols = _layernorm_activation(task, teacher, batches).argsort(descending=True)[:32].sort().values
+    t, s = teacher.encoder, student.encoder
+    assert torch.equal(s.embeddings.word_embeddings.weight, t.embeddings.word_embeddings.weight[:, cols])
+    assert torch.equal(s.embeddings.LayerNorm.bias, t.embeddings.LayerNorm.bias[cols])
+    assert torch.equal(student.head.weight, teacher.head.weight[:, cols])
+    for j, m in enumerate(mapping):
+        sb, tb = s.encoder.layer[j], t.encoder.layer[m]
+        heads = [h for h in range(2) if torch.equal(sb.attention.self.query.weight, tb.attention.self.query.weight[32 * h:32 * h + 32][:, cols])]
+        assert len(heads) == 1
+        att = slice(32 * heads[0], 32 * heads[0] + 32)
+        assert torch.equal(sb.attention.self.value.bias, tb.attention.self.value.bias[att])
+        assert torch.equal(sb.attention.output.dense.weight, tb.attention.output.dense.weight[cols][:, att])
+        w_out = tb.output.dense.weight[cols]
+        neurons = [int((tb.intermediate.dense.weight[:, cols] - row).abs().sum(1).argmin()) for row in sb.intermediate.dense.weight]
+        assert len(set(neurons)) == 64 and torch.equal(sb.output.dense.weight, w_out[:, neurons])
 
 
 def test_transformer_distillation_with_hidden_matching_runs_end_to_end(text_artifact, lm_artifact, tmp_path):
@@ -104,6 +138,7 @@ def test_transformer_distillation_with_hidden_matching_runs_end_to_end(text_arti
     lm_child, lm_report = tamer.compress(lm_artifact, out=tmp_path / "l", progress=False, distill_into="layers=1,hidden=32",
                                          distill_epochs=1)
     assert lm_child.manifest["model_config"]["decoder"]["n_embd"] == 32
+    assert lm_child.manifest["distillation"]["init"]["fresh"] == 0  # GPT-2's packed q|k|v is narrowed too
     assert lm_report.steps[0].metric == "perplexity" and lm_report.steps[0].child_metric > 1
 
 

@@ -24,7 +24,7 @@ class CompressConfig:
     prune: float = field(0.0, "fraction of weights (unstructured, 2:4) or MLP neurons / channels (structured) to remove")
     prune_kind: Literal["unstructured", "structured", "2:4"] = field("unstructured", "what pruning removes")
     finetune_epochs: int = field(0, "epochs of fine-tuning after pruning")
-    lr: float | None = field(None, "learning rate of the fine-tune / distillation (default: the task's; at least 5e-4 for a mostly fresh student)")
+    lr: float | None = field(None, "learning rate of the fine-tune / distillation (default: the task's; at least 2e-4 for a narrower student)")
     distill_into: str | None = field(None, "student shape, e.g. 'layers=2' or 'layers=2,hidden=128,intermediate=512' (transformers) or 'hidden=32,channels=8' (digits)")
     distill_epochs: int = field(3, "epochs of distillation")
     temperature: float = field(2.0, "softening temperature of teacher and student logits in distillation")

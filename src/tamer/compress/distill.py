@@ -6,10 +6,12 @@ Loss per batch (Hinton, Vinyals and Dean 2015, "Distilling the Knowledge in a Ne
     + hidden_weight * sum over student blocks of ||W_j h_j - H_m(j)||^2 / ||H_m(j)||^2   (transformers only)
 
 the last term matches each student block's output h_j, through a learned projection W_j (dropped afterwards),
-to the output of the teacher block m(j) it stands for (TinyBERT, Jiao et al. 2020). The student starts from the
-teacher where shapes allow, as DistilBERT (Sanh et al. 2019) does: block j copies teacher block m(j) (every k-th
-block), a narrower MLP keeps the teacher's neurons with the largest ||w_in|| * ||w_out||, and a narrower model
-gets the teacher's embedding tables projected on the top principal directions of its word embeddings.
+to the output of the teacher block m(j) it stands for (TinyBERT, Jiao et al. 2020), with W_j starting at the
+least-squares fit. Augmented views (tokens swapped within the batch, or mixup for float inputs) are matched the
+same way, outputs and hidden states: only the teacher can label them, which is what stretches a small training set.
+The student starts from the teacher, as DistilBERT (Sanh et al. 2019) does: block j copies teacher block m(j)
+(every k-th block), and a narrower student is the teacher width-pruned as Minitron (Muralidharan et al. 2024) does:
+the same most-active residual channels in every tensor, the most-active heads and MLP neurons of each block.
 """
 from __future__ import annotations
 
@@ -29,18 +31,44 @@ from ..progress import progress_bar
 from ..tasks.base import Task
 from .config import CompressConfig
 
-# arch -> (sub-config holding the transformer sizes, spec key -> config key, block prefix in the state dict,
-#          (MLP up-projection weight, its neuron dim), (down-projection weight, its neuron dim))
+# arch -> the sub-config holding the transformer sizes, spec key -> config key, the block prefix in the state dict,
+# the modules (inside a block) whose input is the attention / MLP width, and what each dim of a weight indexes:
+# "ch" a residual-stream channel, "att" an attention channel (a head's slice), "att3" the same packed q|k|v,
+# "mlp" an MLP neuron, None a dim that is never narrowed (vocabulary, positions, classes).
+_BERT_BLOCK = {
+    **{f"attention.self.{m}.weight": ("att", "ch") for m in ("query", "key", "value")},
+    **{f"attention.self.{m}.bias": ("att",) for m in ("query", "key", "value")},
+    "attention.output.dense.weight": ("ch", "att"), "attention.output.dense.bias": ("ch",),
+    "attention.output.LayerNorm.weight": ("ch",), "attention.output.LayerNorm.bias": ("ch",),
+    "intermediate.dense.weight": ("mlp", "ch"), "intermediate.dense.bias": ("mlp",),
+    "output.dense.weight": ("ch", "mlp"), "output.dense.bias": ("ch",),
+    "output.LayerNorm.weight": ("ch",), "output.LayerNorm.bias": ("ch",)}
+_GPT2_BLOCK = {
+    "ln_1.weight": ("ch",), "ln_1.bias": ("ch",), "ln_2.weight": ("ch",), "ln_2.bias": ("ch",),
+    "attn.c_attn.weight": ("ch", "att3"), "attn.c_attn.bias": ("att3",),
+    "attn.c_proj.weight": ("att", "ch"), "attn.c_proj.bias": ("ch",),
+    "mlp.c_fc.weight": ("ch", "mlp"), "mlp.c_fc.bias": ("mlp",),
+    "mlp.c_proj.weight": ("mlp", "ch"), "mlp.c_proj.bias": ("ch",)}
 TRANSFORMERS: dict[str, dict[str, Any]] = {
     "EncoderClassifier": {
         "sub": "encoder",
         "keys": {"layers": "num_hidden_layers", "hidden": "hidden_size", "intermediate": "intermediate_size",
                  "heads": "num_attention_heads"},
-        "blocks": "encoder.encoder.layer.", "up": ("intermediate.dense.weight", 0), "down": ("output.dense.weight", 1)},
+        "blocks": "encoder.encoder.layer.", "att_out": "attention.output.dense",
+        "mlp_in": "intermediate.dense", "mlp_out": "output.dense",
+        "block_roles": _BERT_BLOCK,
+        "roles": {**{f"encoder.embeddings.{t}_embeddings.weight": (None, "ch") for t in ("word", "position", "token_type")},
+                  "encoder.embeddings.LayerNorm.weight": ("ch",), "encoder.embeddings.LayerNorm.bias": ("ch",),
+                  "head.weight": (None, "ch")}},
     "CausalLM": {
         "sub": "decoder",
         "keys": {"layers": "n_layer", "hidden": "n_embd", "intermediate": "n_inner", "heads": "n_head"},
-        "blocks": "model.transformer.h.", "up": ("mlp.c_fc.weight", 1), "down": ("mlp.c_proj.weight", 0)},
+        "blocks": "model.transformer.h.", "att_out": "attn.c_proj", "mlp_in": "mlp.c_fc",
+        "mlp_out": "mlp.c_proj",
+        "block_roles": _GPT2_BLOCK,
+        "roles": {"model.transformer.wte.weight": (None, "ch"), "model.transformer.wpe.weight": (None, "ch"),
+                  "model.transformer.ln_f.weight": ("ch",), "model.transformer.ln_f.bias": ("ch",),
+                  "model.lm_head.weight": (None, "ch")}},
 }
 _NOT_SIZES = ("num_classes", "num_labels")
 
@@ -98,28 +126,109 @@ def _blocks(model: nn.Module, arch: str) -> nn.ModuleList | None:
     return None
 
 
-@torch.no_grad()
-def _principal_directions(table: torch.Tensor, k: int) -> torch.Tensor:
-    """[d, k]: the top-k principal directions of the rows of `table` (PCA by SVD of the centred table)."""
-    _, _, vh = torch.linalg.svd(table.float() - table.float().mean(0), full_matrices=False)
-    return vh[:k].t().contiguous()
+def _sizes(model: nn.Module, arch: str) -> tuple[int, int]:
+    """(hidden width, attention heads) of a transformer model."""
+    if arch == "EncoderClassifier":
+        c = model.encoder.config
+        return c.hidden_size, c.num_attention_heads
+    c = model.model.config
+    return c.n_embd, c.n_head
 
 
 @torch.no_grad()
-def init_from_teacher(student: nn.Module, teacher: nn.Module, arch: str | None, mapping: list[int]) -> dict[str, int]:
-    """Copy what fits from the teacher into the student in place; returns how many tensors were copied, how."""
+def teacher_importance(teacher: nn.Module, arch: str, task: Task | None = None, batches: list[dict] | None = None) -> dict:
+    """How much each residual channel, attention channel and MLP neuron of the teacher carries (Minitron, Muralidharan
+    et al. 2024): with `batches`, the mean |activation| over real tokens (channels: summed over every LayerNorm
+    output; attention / MLP: the input of the block's output projection, times that projection's column norm);
+    without, from the weights alone (LayerNorm |gain|, column norms, and ||w_in|| * ||w_out|| for neurons)."""
+    info = TRANSFORMERS[arch]
+    width, _ = _sizes(teacher, arch)
+    blocks = _blocks(teacher, arch)
+    norms = [m for m in teacher.modules() if isinstance(m, nn.LayerNorm) and tuple(m.normalized_shape) == (width,)]
+    state = teacher.state_dict()
+    prefix = info["blocks"]
+
+    def column_norm(j: int, key: str, role: str) -> torch.Tensor:
+        name = f"{info[key]}.weight"
+        w = state[f"{prefix}{j}.{name}"]
+        dim = info["block_roles"][name].index(role)
+        return w.float().movedim(dim, 0).flatten(1).norm(dim=1)
+
+    att = [column_norm(j, "att_out", "att") for j in range(len(blocks))]
+    mlp = [column_norm(j, "mlp_out", "mlp") for j in range(len(blocks))]
+    if not batches:
+        ch = sum(m.weight.detach().abs().float() for m in norms) if norms else torch.ones(width)
+        mlp = [mlp[j] * column_norm(j, "mlp_in", "mlp") for j in range(len(blocks))]
+        return {"ch": ch, "att": att, "mlp": mlp}
+    sums: dict[Any, torch.Tensor] = {}
+    mask: list[torch.Tensor] = []
+
+    def record(key):
+        def hook(module, args, output):
+            x = (args[0] if key[0] != "ch" else output).float()
+            m = mask[0].reshape(-1).bool()
+            value = x.reshape(-1, x.shape[-1])[m].abs().sum(0)
+            sums[key] = sums.get(key, 0) + value
+        return hook
+
+    handles = [m.register_forward_hook(record(("ch", i))) for i, m in enumerate(norms)]
+    for j, block in enumerate(blocks):
+        handles.append(block.get_submodule(info["att_out"]).register_forward_hook(record(("att", j))))
+        handles.append(block.get_submodule(info["mlp_out"]).register_forward_hook(record(("mlp", j))))
+    tokens = 0
+    try:
+        for batch in batches:
+            ids = batch["input_ids"]
+            mask[:] = [batch.get("attention_mask", torch.ones_like(ids))]
+            tokens += int(mask[0].sum())
+            task.forward(teacher, batch)
+    finally:
+        for h in handles:
+            h.remove()
+    ch = sum(v for k, v in sums.items() if k[0] == "ch") / max(1, tokens)
+    return {"ch": ch, "att": [att[j] * sums[("att", j)] / max(1, tokens) for j in range(len(blocks))],
+            "mlp": [mlp[j] * sums[("mlp", j)] / max(1, tokens) for j in range(len(blocks))]}
+
+
+def _top(score: torch.Tensor, k: int) -> torch.Tensor:
+    return score.argsort(descending=True)[:k].sort().values
+
+
+@torch.no_grad()
+def init_from_teacher(student: nn.Module, teacher: nn.Module, arch: str | None, mapping: list[int],
+                      task: Task | None = None, batches: list[dict] | None = None) -> dict[str, int]:
+    """Copy what fits from the teacher into the student in place; returns how many tensors were copied, how.
+
+    Student block j starts as teacher block m(j). A narrower transformer keeps, consistently in every tensor, the
+    teacher's most important residual channels, heads (or attention channels when the head width changes) and MLP
+    neurons (`teacher_importance`): width pruning as the initialisation of the distilled student."""
     info = TRANSFORMERS.get(arch or "")
     t_state, s_state = teacher.state_dict(), student.state_dict()
-    tables = {f"{n}.weight" for n, m in student.named_modules() if isinstance(m, nn.Embedding)}
-    first_table = next(iter(sorted(tables, key=lambda n: -s_state[n].shape[0])), None)
-    projection, keep = None, {}
-    counts = {"copied": 0, "projected": 0, "sliced": 0, "fresh": 0}
+    counts = {"copied": 0, "sliced": 0, "fresh": 0}
+    keep: dict[Any, torch.Tensor] = {}
+    if info:
+        (t_width, t_heads), (s_width, s_heads) = _sizes(teacher, arch), _sizes(student, arch)
+        score = teacher_importance(teacher, arch, task, batches)
+        keep["ch"] = _top(score["ch"], s_width)
+        t_dh, s_dh = t_width // t_heads, s_width // s_heads
+        for j, m in enumerate(mapping):
+            if t_dh == s_dh:  # whole heads
+                heads = _top(score["att"][m].reshape(t_heads, t_dh).sum(1), s_heads)
+                att = (heads[:, None] * t_dh + torch.arange(t_dh)).flatten()
+            else:
+                att = _top(score["att"][m], s_width)
+            keep[("att", j)] = att
+            keep[("att3", j)] = torch.cat([att + i * t_width for i in range(3)])
+            keep[("mlp", j)] = score["mlp"][m].argsort(descending=True)
     for name, p in s_state.items():
-        tname, j = name, None
+        tname, j, roles = name, None, None
         if info and name.startswith(info["blocks"]):
             index, rest = name[len(info["blocks"]):].split(".", 1)
             j = int(index)
             tname = f"{info['blocks']}{mapping[j]}.{rest}"
+            roles = info["block_roles"].get(rest)
+        elif info:
+            roles = info["roles"].get(name)
         t = t_state.get(tname)
         if t is None or t.dim() != p.dim():
             counts["fresh"] += 1
@@ -128,37 +237,26 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, arch: str | None, 
             if t.shape == p.shape:
                 p.copy_(t)
             continue
-        diff = [d for d in range(p.dim()) if p.shape[d] != t.shape[d]]
-        if not diff:
+        if t.shape == p.shape:
             p.copy_(t)
             counts["copied"] += 1
-        elif name in tables and diff == [1] and first_table is not None:
-            if projection is None:
-                projection = _principal_directions(t_state[first_table], p.shape[1])
-            p.copy_(t.float() @ projection)
-            counts["projected"] += 1
-        elif info and j is not None and len(diff) == 1 and p.shape[diff[0]] < t.shape[diff[0]]:
-            if j not in keep:
-                keep[j] = _kept_neurons(t_state, f"{info['blocks']}{mapping[j]}.", info)
-            if keep[j] is None or t.shape[diff[0]] != keep[j][1]:  # not the MLP width that differs
-                counts["fresh"] += 1
+            continue
+        for d in range(p.dim()):
+            if p.shape[d] == t.shape[d]:
                 continue
-            p.copy_(t.index_select(diff[0], keep[j][0][: p.shape[diff[0]]].sort().values))
+            role = roles[d] if roles and d < len(roles) else None
+            index = keep.get(role if role == "ch" else (role, j))
+            if index is None or p.shape[d] > len(index):
+                break
+            if role == "mlp":
+                index = index[: p.shape[d]].sort().values
+            t = t.index_select(d, index)
+        if t.shape == p.shape:
+            p.copy_(t)
             counts["sliced"] += 1
         else:
             counts["fresh"] += 1
     return counts
-
-
-def _kept_neurons(state: dict[str, torch.Tensor], prefix: str, info: dict) -> tuple[torch.Tensor, int] | None:
-    """Teacher MLP neurons of one block ranked by ||w_in|| * ||w_out|| (the order structured pruning uses)."""
-    (up, up_dim), (down, down_dim) = info["up"], info["down"]
-    w_in, w_out = state.get(prefix + up), state.get(prefix + down)
-    if w_in is None or w_out is None:
-        return None
-    w_in, w_out = w_in.movedim(up_dim, 0).flatten(1), w_out.movedim(down_dim, 0).flatten(1)
-    score = w_in.norm(dim=1) * w_out.norm(dim=1)
-    return score.argsort(descending=True), w_in.shape[0]
 
 
 class _BlockOutputs:
@@ -246,14 +344,15 @@ def train_student(task: Task, student: nn.Module, teacher: nn.Module | None, arc
     torch.manual_seed(config.seed)
     projections = nn.ModuleList()
     if match:
-        s_width, t_width = _width(student, arch), _width(teacher, arch)
-        for _ in mapping:
-            proj = nn.Linear(s_width, t_width, bias=False)
-            if s_width == t_width:
-                nn.init.eye_(proj.weight)
-            projections.append(proj)
+        s_width, t_width = _sizes(student, arch)[0], _sizes(teacher, arch)[0]
+        projections.extend(nn.Linear(s_width, t_width, bias=False) for _ in mapping)
     loader = DataLoader(train, batch_size=defaults["batch_size"], shuffle=True, collate_fn=task.collate,
                         generator=torch.Generator().manual_seed(config.seed))
+    s_hooks = _BlockOutputs(s_blocks if match else None)
+    t_hooks = _BlockOutputs(t_blocks if match else None)
+    if match:  # each projection starts at the least-squares map from the student's states to the teacher's
+        _fit_projections(task, student, teacher, projections, mapping,
+                          task.collate([train[i] for i in range(min(len(train), 64))]), s_hooks, t_hooks)
     params = list(student.parameters()) + list(projections.parameters())
     opt = torch.optim.AdamW(params, lr=lr)
     total = config.distill_epochs * len(loader)
@@ -261,8 +360,6 @@ def train_student(task: Task, student: nn.Module, teacher: nn.Module | None, arc
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm))))
     views = torch.Generator().manual_seed(config.seed + 1)
-    s_hooks = _BlockOutputs(s_blocks if match else None)
-    t_hooks = _BlockOutputs(t_blocks if match else None)
     sign = 1.0 if task.higher_is_better else -1.0
     best_value, best_state, history = None, None, []
     if teacher is not None:
@@ -292,11 +389,17 @@ def train_student(task: Task, student: nn.Module, teacher: nn.Module | None, arc
                             loss = loss + config.hidden_weight * hid
                             sums["hidden"] += hid.item()
                         view = augmented_view(batch, views) if config.distill_augment else None
-                        if view is not None:
+                        if view is not None:  # the view is matched as the batch is: outputs and hidden states
+                            if match:
+                                s_hooks.start()
+                                t_hooks.start()
                             with torch.no_grad():
                                 t_view = task.forward(teacher, view)
                             loss = loss + config.alpha * soft_loss(task, task.forward(student, view), t_view, view,
                                                                    config.temperature)
+                            if match:
+                                loss = loss + config.hidden_weight * hidden_loss(
+                                    s_hooks.take(), t_hooks.take(), projections, mapping, view.get("attention_mask"))
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     nn.utils.clip_grad_norm_(params, 1.0)
@@ -317,14 +420,31 @@ def train_student(task: Task, student: nn.Module, teacher: nn.Module | None, arc
     return student.eval(), history
 
 
-def _width(model: nn.Module, arch: str) -> int:
-    config = model.encoder.config if arch == "EncoderClassifier" else model.model.config
-    return config.hidden_size
+@torch.no_grad()
+def _fit_projections(task: Task, student: nn.Module, teacher: nn.Module, projections: nn.ModuleList, mapping: list[int],
+                     batch: dict, s_hooks: "_BlockOutputs", t_hooks: "_BlockOutputs", ridge: float = 1e-3) -> None:
+    """W_j = argmin ||h_j W_j^T - H_m(j)||^2 + ridge * ||h_j||^2/width * ||W_j||^2 over the real tokens of one batch."""
+    student.eval()
+    s_hooks.start()
+    task.forward(student, batch)
+    t_hooks.start()
+    task.forward(teacher, batch)
+    s_h, t_h = s_hooks.take(), t_hooks.take()
+    real = batch.get("attention_mask", torch.ones(s_h[0].shape[:2])).reshape(-1).bool()
+    for j, proj in enumerate(projections):
+        x = s_h[j].reshape(-1, s_h[j].shape[-1])[real].double()
+        y = t_h[mapping[j]].reshape(-1, t_h[mapping[j]].shape[-1])[real].double()
+        gram = x.T @ x
+        gram += torch.eye(len(gram), dtype=gram.dtype) * ridge * gram.diagonal().mean()
+        proj.weight.copy_(torch.linalg.solve(gram, x.T @ y).T.float())
 
 
 def build_student(task: Task, teacher: nn.Module, teacher_config: dict, spec: str, seed: int,
-                  from_teacher: bool = True) -> tuple[nn.Module, dict, list[int], dict[str, int]]:
-    """(student, its model config, teacher block of each student block, how its tensors were initialised)."""
+                  from_teacher: bool = True, batches: list[dict] | None = None) -> tuple[nn.Module, dict, list[int], dict[str, int]]:
+    """(student, its model config, teacher block of each student block, how its tensors were initialised).
+
+    `batches` (training examples) rank the teacher's channels by their activations for a narrower student's
+    initialisation; without them the ranking uses the weights alone."""
     from .config import parse_student_spec
 
     try:
@@ -347,7 +467,7 @@ def build_student(task: Task, teacher: nn.Module, teacher_config: dict, spec: st
     if s_params >= t_params:
         raise UsageError(f"--distill-into {spec!r} gives a student of {s_params:,} parameters, not fewer than the "
                          f"teacher's {t_params:,}; give fewer layers or smaller sizes.")
-    init = init_from_teacher(student, teacher, arch, mapping) if from_teacher else {}
+    init = init_from_teacher(student, teacher, arch, mapping, task, batches) if from_teacher else {}
     return student, config, mapping, init
 
 
@@ -361,8 +481,9 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
         raise UsageError(f"artifact {str(parent.path)!r} is {parent.manifest['format']}; distill from its fp32 parent, then quantize.")
     task, teacher = parent.load_model()
     teacher_config = parent.manifest["model_config"]
-    student, s_config, mapping, init = build_student(task, teacher, teacher_config, config.distill_into, config.seed)
     splits = task.prepare(_seed(parent))
+    student, s_config, mapping, init = build_student(task, teacher, teacher_config, config.distill_into, config.seed,
+                                                     batches=calibration_batches(task, splits.train, 256, config.seed))
     arch = teacher_config.get("arch")
     lr = config.lr or default_lr(task, init)
     student, history = train_student(task, student, teacher, arch, mapping, splits.train, splits.val, config, lr, progress)
@@ -387,8 +508,11 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
 
 
 def default_lr(task: Task, init: dict[str, int]) -> float:
-    """The task's fine-tuning rate when the student is mostly the teacher's weights; at least 5e-4 when much of it
-    starts fresh (a narrower student), since a fine-tuning rate such as BERT's 5e-5 barely moves random weights."""
+    """The task's fine-tuning rate when the student keeps the teacher's width; at least 2e-4 when it is the teacher
+    width-pruned (narrowed tensors outnumber whole copies), at least 5e-4 when most of it starts fresh, since a
+    fine-tuning rate such as BERT's 5e-5 barely moves weights that no longer fit together."""
     lr = task.train_defaults()["lr"]
-    reused = init.get("copied", 0) + init.get("sliced", 0)
-    return lr if reused >= init.get("fresh", 0) + init.get("projected", 0) else max(lr, 5e-4)
+    copied, sliced, fresh = init.get("copied", 0), init.get("sliced", 0), init.get("fresh", 0)
+    if fresh > copied + sliced:
+        return max(lr, 5e-4)
+    return max(lr, 2e-4) if sliced > copied else lr
