@@ -112,6 +112,14 @@ def latency_table(args) -> dict:
     add("tamer int8 (fbgemm dynamic, int8 embeddings)", pooled(m8), size_mb(q8.path / "model.safetensors"),
         f"{sum(r['exec'] == 'int8-dynamic' for r in layers.values())} linear layers int8, {len(fell)} fell back")
 
+    q8a, _ = tamer.compress(parent, out=work / "int8-auto", progress=False, quantize="int8", calibration_samples=32,
+                            activation_scales="auto")
+    _, m8a = q8a.load_model()
+    auto = q8a.manifest["quantization"]["layers"]
+    add("tamer int8 --activation-scales auto", pooled(m8a), size_mb(q8a.path / "model.safetensors"),
+        f"{sum(bool(r.get('per_token')) for r in auto.values())} of {sum(r['exec'] == 'int8-dynamic' for r in auto.values())}"
+        " int8 layers per token")
+
     for calib in ("rtn", "gptq"):
         t0 = time.perf_counter()
         q4, _ = tamer.compress(parent, out=work / f"int4-{calib}", progress=False, quantize="int4", group_size=64,

@@ -131,3 +131,50 @@ def test_int8_gemm_uses_per_token_scales_and_smoothquant_keeps_the_product():
     # one scale per call would leave the 1e-3 token with no resolution at all (error ~1); per token it is bounded
     assert errors[0] < 0.08
     assert errors[1] < 0.03 and errors[1] < errors[0]  # smoothing tames the outlier channel
+
+
+def test_activation_scales_per_call_matches_the_closed_form_and_auto_picks_per_token_only_for_outlier_tokens():
+    """One scale per call is fbgemm's plain dynamic GEMM: it must equal quantize(x) @ codes by hand; `auto` keeps
+    per-token scales for a layer whose tokens differ by orders of magnitude and drops them for homogeneous tokens."""
+    from tamer.compress.layers import REDUCE_RANGE, Int8DynamicLinear
+    from tamer.compress.qmath import quantize
+    from tamer.compress.quantize import activation_scales
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 32)
+    q = quantize(lin.weight.detach(), 8, "sym", "channel", None)
+    layer = Int8DynamicLinear(64, 32, per_token=False)
+    layer.qweight.copy_(q.q)
+    layer.scale.copy_(q.scale)
+    layer.bias.copy_(lin.bias.detach())
+    x = torch.randn(16, 64)
+    # fbgemm's per-call scheme: asymmetric uint8 over [min(x, 0), max(x, 0)], 7 bits without VNNI
+    levels = 127 if REDUCE_RANGE else 255
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    sx = (hi - lo) / levels
+    zx = round(-lo / sx)
+    xq = (torch.clamp(torch.round(x / sx) + zx, 0, levels) - zx) * sx
+    want = xq @ q.dequantize().T + lin.bias.detach()
+    with torch.no_grad():
+        got = layer(x)
+    assert torch.allclose(got, want, atol=1e-3 * float(want.abs().max()))
+
+    spread = torch.randn(256, 64) * torch.logspace(-2, 1, 256).unsqueeze(1)  # token sizes over 3 orders of magnitude
+    per_token, errors = activation_scales(lin, q, spread, None, "auto")
+    assert per_token and errors["tensor"] > 2 * errors["token"]
+    per_token, errors = activation_scales(lin, q, torch.randn(256, 64), None, "auto")
+    assert not per_token and errors["tensor"] < 0.05
+    assert activation_scales(lin, q, torch.randn(256, 64), None, "token")[0] is True
+    assert activation_scales(lin, q, spread, None, "tensor")[0] is False
+
+
+def test_activation_scale_choice_is_recorded_and_rebuilt_on_load(text_artifact, tmp_path):
+    child, _ = tamer.compress(text_artifact, out=tmp_path / "q", progress=False, quantize="int8", activation_scales="tensor")
+    layers = child.manifest["quantization"]["layers"]
+    int8 = {n: r for n, r in layers.items() if r["exec"] == "int8-dynamic"}
+    assert all(r["per_token"] is False and set(r["activation_scale_error"]) == {"token", "tensor"} for r in int8.values())
+    task, model = child.load_model()
+    for name in int8:
+        assert model.get_submodule(name).per_token is False
+    _, again = Artifact.load(child.path).load_model()
+    assert _same_outputs(task, model, again, 4)

@@ -18,6 +18,9 @@ class CompressConfig:
     group_size: int = field(64, "input columns per scale with --granularity group: 32, 64 or 128")
     activations: Literal["dynamic", "weight-only"] = field(
         "dynamic", "int8: also quantize activations per call (int8 GEMM) or keep them fp32")
+    activation_scales: Literal["token", "auto", "tensor"] = field(
+        "token", "int8 GEMM: one activation scale per token (most accurate, a few extra passes), one per call "
+                 "(fastest), or auto: per token only in layers where one scale per call errs 2x more on calibration data")
     calibration: Literal["rtn", "gptq"] = field("rtn", "round-to-nearest, or GPTQ (Frantar et al. 2022) on calibration data")
     calibration_samples: int = field(128, "examples from the training split used for calibration and layer timing")
     embeddings: bool = field(True, "quantize embedding tables too (int8 / int4 rows with their own scales)")

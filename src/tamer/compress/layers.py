@@ -83,7 +83,7 @@ REDUCE_RANGE = not _has_vnni()
 
 
 class Int8DynamicLinear(_Codes):
-    """int8 x int8 -> int32 GEMM with a per-call activation scale; symmetric per-channel weights only.
+    """int8 x int8 -> int32 GEMM with per-token (or one per-call) activation scales; symmetric per-channel weights.
 
     The activation scale is one per call (fbgemm), so a few outlier input channels would eat the int8 range of all
     the others. SmoothQuant (Xiao et al. 2023, "SmoothQuant: Accurate and Efficient Post-Training Quantization for
@@ -91,9 +91,10 @@ class Int8DynamicLinear(_Codes):
     divided by s on the way in, so the product is unchanged in exact arithmetic. `smooth` holds s (ones = off).
     """
 
-    def __init__(self, in_features, out_features, bias=True):
+    def __init__(self, in_features, out_features, bias=True, per_token=True):
         super().__init__((out_features, in_features), 8, None, True, bias, False)
         self.register_buffer("smooth", torch.ones(in_features))
+        self.per_token = per_token
         self._packed = None
         self._inv_smooth = None
 
@@ -109,7 +110,8 @@ class Int8DynamicLinear(_Codes):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # quantized-tensor constructors are deprecated, the fbgemm kernel is not
             qt = torch._make_per_channel_quantized_tensor(self.qweight, self.scale.double(), self.zero_point.long(), 0)
-            self._packed = torch.ops.quantized.linear_prepack(qt, None)  # bias added after the per-token rescale
+            # per token, the bias is added after the rescale; per call, fbgemm adds it while dequantizing
+            self._packed = torch.ops.quantized.linear_prepack(qt, None if self.per_token else self.bias)
         return self._packed
 
     def forward(self, x):
@@ -118,6 +120,10 @@ class Int8DynamicLinear(_Codes):
             self._inv_smooth = None if bool((self.smooth == 1).all()) else (1.0 / self.smooth)
         shape = x.shape
         x = x.reshape(-1, shape[-1]).float()
+        if not self.per_token:  # one scale per call: fbgemm reads x as it is (after smoothing)
+            x = x * self._inv_smooth if self._inv_smooth is not None else x
+            y = torch.ops.quantized.linear_dynamic(x, packed, REDUCE_RANGE)
+            return y.reshape(*shape[:-1], y.shape[-1])
         # fbgemm takes one activation scale per call; dividing each token by its own max|x| first (and multiplying
         # the output back) gives every token the whole int8 range: per-token scales for a few elementwise passes,
         # done in place on fresh tensors to keep the memory traffic down. max|x| as max(amax, -amin): measured

@@ -79,7 +79,8 @@ def time_layer(fp32: nn.Module, quant: nn.Module, x: torch.Tensor, reps: int = 5
     return statistics.median(a), statistics.median(b)
 
 
-def _codes_module(m: nn.Module, q: Quantized, exec_: str, smooth: torch.Tensor | None = None) -> nn.Module:
+def _codes_module(m: nn.Module, q: Quantized, exec_: str, smooth: torch.Tensor | None = None,
+                  per_token: bool = True) -> nn.Module:
     bias = getattr(m, "bias", None)
     signed = q.scheme == "sym"
     codes = pack_int4(q.q) if q.bits == 4 else q.q
@@ -90,7 +91,7 @@ def _codes_module(m: nn.Module, q: Quantized, exec_: str, smooth: torch.Tensor |
                                m.stride, m.padding, m.dilation, m.groups)
     elif exec_ == "int8-dynamic":
         w = linear_weight(m)
-        new = Int8DynamicLinear(w.shape[1], w.shape[0], bias is not None)
+        new = Int8DynamicLinear(w.shape[1], w.shape[0], bias is not None, per_token)
         if smooth is not None:
             new.smooth.copy_(smooth)
     else:
@@ -134,7 +135,7 @@ def quantize_layer(m: nn.Module, config: CompressConfig) -> Quantized:
 
 
 def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torch.Tensor | None,
-                smooth: torch.Tensor | None = None) -> tuple[str, str, dict]:
+                smooth: torch.Tensor | None = None, per_token: bool = True) -> tuple[str, str, dict]:
     """(execution, reason, timings) for one layer: int8 GEMM only where it is measured faster than fp32."""
     if isinstance(m, nn.Embedding):
         return "embedding", "rows dequantized on lookup", {}
@@ -154,7 +155,7 @@ def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torc
         return "fp32-fallback", "the int8 GEMM takes symmetric per-channel weights only", {}
     if sample is None:
         return "fp32-fallback", "layer not reached by calibration data, so not timed", {}
-    candidate = _codes_module(m, q, "int8-dynamic", smooth)
+    candidate = _codes_module(m, q, "int8-dynamic", smooth, per_token)
     timing: dict[str, Any] = {}
     for label, x in serving_shapes(sample).items():
         fp32_ms, int8_ms = time_layer(m, candidate, x, reps=5 if label == "small" else 3)
@@ -220,14 +221,43 @@ def quantize_model(model: nn.Module, config: CompressConfig, run_calibration: Ca
         if name in amax and not (precomputed and name in precomputed) and _int8_gemm_candidate(m, q, config):
             smooth = smoothing_factors(amax[name], linear_weight(m))
             q = quantize(linear_weight(m) * smooth, 8, "sym", "channel", None)
-        exec_, reason, timing = choose_exec(m, q, config, samples.get(name), smooth)
+        per_token, scale_errors = True, {}
+        if name in samples and _int8_gemm_candidate(m, q, config):
+            per_token, scale_errors = activation_scales(m, q, samples[name], smooth, config.activation_scales)
+        exec_, reason, timing = choose_exec(m, q, config, samples.get(name), smooth, per_token)
         if smooth is not None and exec_ != "int8-dynamic":  # fp32 execution: keep the plain codes, no smoothing
             q, smooth = quantize_layer(m, config), None
         recipe[name] = {**layer_spec(m), "bits": q.bits, "scheme": q.scheme, "group_size": q.group_size,
                         "granularity": "group" if q.group_size else ("tensor" if q.scale.dim() == 0 else "channel"),
                         "exec": exec_, "reason": reason, "smoothquant": smooth is not None, "timing": timing}
-        _set(model, name, _codes_module(m, q, exec_, smooth))
+        if exec_ == "int8-dynamic":
+            recipe[name].update(per_token=per_token, activation_scale_error=scale_errors)
+        _set(model, name, _codes_module(m, q, exec_, smooth, per_token))
     return model, recipe
+
+
+PER_TOKEN_GAIN = 2.0  # auto: per-token scales where one scale per call has at least this much more output error
+
+
+@torch.inference_mode()
+def activation_scales(m: nn.Module, q: Quantized, sample: torch.Tensor, smooth: torch.Tensor | None,
+                      mode: str) -> tuple[bool, dict[str, float]]:
+    """(per_token, relative output error of each choice on the calibration input) for one int8 GEMM layer.
+
+    Per-token scales cost an extra pass over the input and the output; they pay where a few tokens carry much
+    larger activations than the rest (in BERT-like models: the MLP's down-projection input, Bondarenko et al. 2021).
+    """
+    x = sample.reshape(-1, sample.shape[-1]).float()[:2048]
+    ref = nn.functional.linear(x, linear_weight(m))
+    errors = {}
+    for label, per_token in (("token", True), ("tensor", False)):
+        layer = _codes_module(m, q, "int8-dynamic", smooth, per_token)
+        if getattr(m, "bias", None) is not None:
+            layer.bias.zero_()
+        errors[label] = round(float((layer(x) - ref).norm() / ref.norm().clamp(min=1e-12)), 5)
+    if mode != "auto":
+        return mode == "token", errors
+    return errors["tensor"] > PER_TOKEN_GAIN * errors["token"], errors
 
 
 SMOOTH_ALPHA = 0.5  # the migration strength SmoothQuant found best for most models (its section 4)
@@ -256,7 +286,7 @@ def empty_layer(spec: dict[str, Any]) -> nn.Module:
                                 spec["stride"], spec["padding"], spec["dilation"], spec["groups"])
     out_f, in_f = spec["shape"]
     if spec["exec"] == "int8-dynamic":
-        return Int8DynamicLinear(in_f, out_f, spec["bias"])
+        return Int8DynamicLinear(in_f, out_f, spec["bias"], spec.get("per_token", True))
     return WeightOnlyLinear(in_f, out_f, spec["bias"], bits, g, signed, cache=spec["exec"] == "fp32-fallback")
 
 
