@@ -59,7 +59,7 @@ def main() -> int:
     ap.add_argument("--distill-baseline", action="store_true", help="also train the student alone (same init, epochs, seed)")
     ap.add_argument("--teacher-epochs", type=int, default=3)
     ap.add_argument("--distill-epochs", type=int, default=10)
-    ap.add_argument("--student", default="layers=2,hidden=128,intermediate=512")
+    ap.add_argument("--student", default="layers=6,hidden=128,intermediate=512")
     ap.add_argument("--finetune-epochs", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -262,11 +262,13 @@ def sentiment_table(args) -> dict:
     if args.distill_baseline:
         from tamer.compress import CompressConfig
         from tamer.compress.distill import build_student, train_student
+        from tamer.compress.measure import calibration_batches
 
         task, model = teacher.load_model()
         splits = task.prepare(0)
         config = CompressConfig(distill_into=args.student, distill_epochs=args.distill_epochs)
-        student, _, mapping, init = build_student(task, model, teacher.manifest["model_config"], args.student, 0)
+        student, _, mapping, init = build_student(task, model, teacher.manifest["model_config"], args.student, 0,
+                                                  batches=calibration_batches(task, splits.train, 256, 0))
         t = time.perf_counter()
         student, _ = train_student(task, student, None, "EncoderClassifier", mapping, splits.train, splits.val, config,
                                    child.manifest["distillation"]["lr"])
