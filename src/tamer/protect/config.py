@@ -14,7 +14,7 @@ class EncryptConfig:
 
     key_file: str | None = field(None, "key file written by `tamer keygen`")
     passphrase_env: str | None = field(None, "name of the environment variable holding a passphrase (scrypt)")
-    chunk_size: int = field(DEFAULT_CHUNK, "plaintext bytes per AES-GCM chunk (memory stays near two chunks)")
+    chunk_size: int = field(DEFAULT_CHUNK, "plaintext bytes per AES-GCM chunk (memory stays near four chunks)")
 
     def __post_init__(self):
         check(1 <= self.chunk_size <= MAX_CHUNK, f"--chunk-size {self.chunk_size} is out of range; use 1 to {MAX_CHUNK} bytes.")

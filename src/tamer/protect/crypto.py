@@ -9,15 +9,18 @@ File layout (version 1), all integers big-endian:
 Every chunk but the last holds exactly `chunk size` plaintext bytes; the last holds 0..chunk size and is the
 only one sealed with final = 1, so reordering, dropping, duplicating or truncating chunks fails authentication.
 The header is part of every chunk's associated data, so any change to it is caught too. Memory stays near
-two chunks whatever the file size (one `cryptography` call must stay under 2 GiB, hence the chunk cap).
+four chunks whatever the file size (one `cryptography` call must stay under 2 GiB, hence the chunk cap): a
+background thread writes one sealed chunk while the next is read and sealed, so the cipher overlaps the disk.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import os
+import queue
 import secrets
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -189,42 +192,96 @@ def _fill(src: BinaryIO, buf: bytearray) -> int:
     return got
 
 
-def _seal(aes: AESGCM, nonce: bytes, data: memoryview, aad: bytes, out: bytearray) -> memoryview:
-    """AES-GCM into a reused buffer: fresh multi-megabyte allocations cost more than the cipher itself."""
+def _seal(aes: AESGCM, nonce: bytes, data: memoryview, aad: bytes, out: memoryview) -> None:
+    """AES-GCM into `out` (len(data) + TAG bytes of a reused buffer): fresh multi-megabyte allocations cost more
+    than the cipher itself."""
     if hasattr(aes, "encrypt_into"):  # cryptography >= 45
-        view = memoryview(out)[:len(data) + TAG]
-        aes.encrypt_into(nonce, data, aad, view)
-        return view
-    return memoryview(aes.encrypt(nonce, bytes(data), aad))
+        aes.encrypt_into(nonce, data, aad, out)
+    else:
+        out[:] = aes.encrypt(nonce, bytes(data), aad)
 
 
-def _open(aes: AESGCM, nonce: bytes, data: memoryview, aad: bytes, out: bytearray) -> memoryview:
+def _open(aes: AESGCM, nonce: bytes, data: memoryview, aad: bytes, out: memoryview) -> None:
     if hasattr(aes, "decrypt_into"):
-        view = memoryview(out)[:len(data) - TAG]
-        aes.decrypt_into(nonce, data, aad, view)
-        return view
-    return memoryview(aes.decrypt(nonce, bytes(data), aad))
+        aes.decrypt_into(nonce, data, aad, out)
+    else:
+        out[:] = aes.decrypt(nonce, bytes(data), aad)
+
+
+class _Writer:
+    """Writes filled buffers to `dst` on a background thread while the caller reads and seals the next chunk.
+
+    AES-GCM (cryptography) and file writes both release the GIL, so the cipher overlaps the disk instead of
+    waiting for it. Two buffers of `size` bytes circulate: the one being filled and the one being written."""
+
+    def __init__(self, dst: BinaryIO, size: int, depth: int = 2):
+        self._dst = dst
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        self._todo: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(depth):
+            self._free.put(bytearray(size))
+        self._error: BaseException | None = None
+        self._abandoned = False
+        self._thread = threading.Thread(target=self._run, name="tamer-crypto-writer", daemon=True)
+        self._thread.start()
+
+    def buffer(self) -> bytearray:
+        """A buffer free to fill (waits while both are queued); raises the writer's error, if it had one."""
+        buf = self._free.get()
+        if self._error is not None:
+            raise self._error
+        return buf
+
+    def write(self, buf: bytearray, *spans: tuple[int, int]) -> None:
+        """Queue `buf[start:end]` for each span (written in order), then hand `buf` back to the pool."""
+        self._todo.put((buf, spans))
+
+    def _run(self) -> None:
+        while (item := self._todo.get()) is not None:
+            buf, spans = item
+            try:
+                for start, end in spans:
+                    if self._error is None and not self._abandoned:
+                        self._dst.write(memoryview(buf)[start:end])
+            except BaseException as exc:  # handed to the caller at its next buffer() or at exit
+                self._error = exc
+            finally:
+                self._free.put(buf)
+
+    def __enter__(self) -> "_Writer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._abandoned = exc_type is not None  # the caller failed: its output is discarded, skip the rest
+        self._todo.put(None)
+        self._thread.join()
+        if exc_type is None and self._error is not None:
+            raise self._error
 
 
 def encrypt_stream(src: BinaryIO, dst: BinaryIO, secret: Secret, chunk_size: int = DEFAULT_CHUNK,
                    salt: bytes | None = None) -> int:
-    """Encrypt everything readable from `src` into `dst`; returns the plaintext size. Memory ~ 3 chunks."""
+    """Encrypt everything readable from `src` into `dst`; returns the plaintext size. Memory ~ 4 chunks
+    (the chunk being sealed, the next one read ahead to know which is final, two being written)."""
     header, key = make_header(secret, chunk_size, salt)
     aes = AESGCM(key)
     dst.write(header)
-    current, following, out = bytearray(chunk_size), bytearray(chunk_size), bytearray(chunk_size + TAG)
+    current, following = bytearray(chunk_size), bytearray(chunk_size)
     total, index = 0, 0
-    n = _fill(src, current)
-    while True:
-        m = _fill(src, following) if n == chunk_size else 0
-        final = m == 0
-        nonce = secrets.token_bytes(NONCE)
-        dst.write(nonce)
-        dst.write(_seal(aes, nonce, memoryview(current)[:n], _aad(header, index, final), out))
-        total += n
-        if final:
-            return total
-        current, following, n, index = following, current, m, index + 1
+    with _Writer(dst, NONCE + chunk_size + TAG) as writer:
+        n = _fill(src, current)
+        while True:
+            m = _fill(src, following) if n == chunk_size else 0
+            final = m == 0
+            out = writer.buffer()
+            nonce = secrets.token_bytes(NONCE)
+            out[:NONCE] = nonce
+            _seal(aes, nonce, memoryview(current)[:n], _aad(header, index, final), memoryview(out)[NONCE:NONCE + n + TAG])
+            writer.write(out, (0, NONCE), (NONCE, NONCE + n + TAG))  # nonce, then ciphertext | tag
+            total += n
+            if final:
+                return total
+            current, following, n, index = following, current, m, index + 1
 
 
 def decrypt_stream(src: BinaryIO, dst: BinaryIO, secret: Secret, name: str = "the file") -> int:
@@ -233,25 +290,27 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, secret: Secret, name: str = "th
     chunk_size, key = open_header(header, secret, name)
     aes = AESGCM(key)
     sealed = NONCE + chunk_size + TAG
-    current, following, out = bytearray(sealed), bytearray(sealed), bytearray(chunk_size)
+    current, following = bytearray(sealed), bytearray(sealed)
     total, index = 0, 0
-    n = _fill(src, current)
-    while True:
-        if n < NONCE + TAG:
-            raise DecryptionError(f"{name} is truncated (chunk {index} is incomplete); nothing was written.")
-        m = _fill(src, following) if n == sealed else 0
-        final = m == 0
-        view = memoryview(current)[:n]
-        try:
-            plain = _open(aes, bytes(view[:NONCE]), view[NONCE:], _aad(header, index, final), out)
-        except InvalidTag:
-            raise DecryptionError(f"{name} failed authentication at chunk {index}: it was changed, truncated or "
-                                  f"reordered after encryption; nothing was written.") from None
-        dst.write(plain)
-        total += len(plain)
-        if final:
-            return total
-        current, following, n, index = following, current, m, index + 1
+    with _Writer(dst, chunk_size) as writer:
+        n = _fill(src, current)
+        while True:
+            if n < NONCE + TAG:
+                raise DecryptionError(f"{name} is truncated (chunk {index} is incomplete); nothing was written.")
+            m = _fill(src, following) if n == sealed else 0
+            final = m == 0
+            view = memoryview(current)[:n]
+            out = writer.buffer()
+            try:
+                _open(aes, bytes(view[:NONCE]), view[NONCE:], _aad(header, index, final), memoryview(out)[:n - NONCE - TAG])
+            except InvalidTag:
+                raise DecryptionError(f"{name} failed authentication at chunk {index}: it was changed, truncated or "
+                                      f"reordered after encryption; nothing was written.") from None
+            writer.write(out, (0, n - NONCE - TAG))
+            total += n - NONCE - TAG
+            if final:
+                return total
+            current, following, n, index = following, current, m, index + 1
 
 
 def _atomic(out: Path, fill) -> None:
