@@ -160,11 +160,17 @@ def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torc
     for label, x in serving_shapes(sample).items():
         fp32_ms, int8_ms = time_layer(m, candidate, x, reps=5 if label == "small" else 3)
         timing[label] = {"tokens": int(x.shape[0]), "fp32_ms": round(fp32_ms, 3), "int8_ms": round(int8_ms, 3)}
-        if int8_ms >= fp32_ms:
+        slack = SMALL_CALL_SLACK if label == "small" else 1.0
+        if int8_ms >= fp32_ms * slack:
             return ("fp32-fallback", f"int8 {int8_ms:.2f} ms was not faster than fp32 {fp32_ms:.2f} ms "
                                      f"on {x.shape[0]} tokens", timing)
-    shown = ", ".join(f"{t['int8_ms']:.2f} < {t['fp32_ms']:.2f} ms on {t['tokens']} tokens" for t in timing.values())
-    return "int8-dynamic", f"int8 faster than fp32: {shown}", timing
+    shown = ", ".join(f"{t['int8_ms']:.2f} vs {t['fp32_ms']:.2f} ms on {t['tokens']} tokens" for t in timing.values())
+    return "int8-dynamic", f"int8 against fp32: {shown}", timing
+
+
+# A small call (<= 128 tokens) takes well under a millisecond per layer, where repeated medians differ by ~5%: int8
+# may tie fp32 there within that noise if it is faster on the large call, where the time of a served batch goes.
+SMALL_CALL_SLACK = 1.08
 
 
 LARGE_TOKENS = 2048  # a served batch (e.g. 32 sequences of 64 tokens): GEMMs this size are where the time goes
