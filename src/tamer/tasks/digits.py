@@ -58,11 +58,13 @@ class DigitsTask(Task):
         test_fraction: float = 0.15
         channels: int = 32
         hidden: int = 128
+        private_hidden: int = 64  # width of the tanh MLP that `train --private` trains instead of the CNN
 
         def __post_init__(self):
             check(0 < self.val_fraction < 0.5, f"--val-fraction {self.val_fraction} is out of range; use a value in (0, 0.5).")
             check(0 < self.test_fraction < 0.5, f"--test-fraction {self.test_fraction} is out of range; use a value in (0, 0.5).")
-            check(self.channels >= 1 and self.hidden >= 1, "--channels and --hidden must be positive integers.")
+            check(self.channels >= 1 and self.hidden >= 1 and self.private_hidden >= 1,
+                  "--channels, --hidden and --private-hidden must be positive integers.")
 
     def _arrays(self, path: str | None) -> tuple[np.ndarray, np.ndarray]:
         if path is None:
@@ -125,8 +127,9 @@ class DigitsTask(Task):
     def private_model_config(self):
         """The model DP-SGD trains (protect/privacy.py asks for it): a tanh MLP (Papernot et al. 2021, tempered
         activations) with 8k weights instead of the CNN's 52k: per-step noise grows with the weight count, and at
-        epsilon 3 on 1,257 images the CNN reached 0.72-0.87 and this model 0.93-0.95."""
-        return {"arch": "DigitsMLP", "hidden": self.config.hidden, "num_classes": 10, "labels": self.labels}
+        epsilon 3 on 1,257 images the CNN reached 0.72-0.87 and this model 0.93-0.95. Its width is its own option
+        (--private-hidden, default 64): at epsilon 3 width 64 scored 0.944 mean over seeds 0-2 against 0.931 for 128."""
+        return {"arch": "DigitsMLP", "hidden": self.config.private_hidden, "num_classes": 10, "labels": self.labels}
 
     def build_model(self, model_config):
         if model_config.get("arch") == "DigitsMLP":
