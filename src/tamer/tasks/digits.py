@@ -63,8 +63,9 @@ class DigitsTask(Task):
         def __post_init__(self):
             check(0 < self.val_fraction < 0.5, f"--val-fraction {self.val_fraction} is out of range; use a value in (0, 0.5).")
             check(0 < self.test_fraction < 0.5, f"--test-fraction {self.test_fraction} is out of range; use a value in (0, 0.5).")
-            check(self.channels >= 1 and self.hidden >= 1 and self.private_hidden >= 1,
-                  "--channels, --hidden and --private-hidden must be positive integers.")
+            for name in ("channels", "hidden", "private_hidden"):
+                value = getattr(self, name)
+                check(value >= 1, f"--{name.replace('_', '-')} {value} is not accepted; use a positive integer.")
 
     def _arrays(self, path: str | None) -> tuple[np.ndarray, np.ndarray]:
         if path is None:
