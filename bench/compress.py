@@ -261,7 +261,8 @@ def sentiment_table(args) -> dict:
     rows[-1]["metric_kept"] = step.extra.get("metric_kept")
     if args.distill_baseline:
         from tamer.compress import CompressConfig
-        from tamer.compress.distill import build_student, train_student
+        from tamer.compress.distill import train_student
+        from tamer.compress.student import build_student
         from tamer.compress.measure import calibration_batches
 
         task, model = teacher.load_model()

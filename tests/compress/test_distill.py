@@ -7,8 +7,8 @@ from torch.utils.data import Subset
 import tamer
 from tamer.cli import main
 from tamer.compress import CompressConfig
-from tamer.compress.distill import (augmented_view, build_student, count_parameters, layer_map, soft_loss,
-                                    train_student)
+from tamer.compress.distill import augmented_view, soft_loss, train_student
+from tamer.compress.student import build_student, count_parameters, layer_map
 from tamer.compress.measure import calibration_batches
 from tamer.errors import UsageError
 
