@@ -98,6 +98,14 @@ class Task(ABC):
             return nn.functional.mse_loss(outputs.squeeze(-1), batch["labels"].float())
         return nn.functional.cross_entropy(outputs, batch["labels"])
 
+    def example_losses(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`loss` per example (its mean is `loss`), for methods that weigh examples apart, such as DP clipping."""
+        if self.kind == "regression":
+            each = nn.functional.mse_loss(outputs.squeeze(-1), batch["labels"].float(), reduction="none")
+        else:
+            each = nn.functional.cross_entropy(outputs, batch["labels"], reduction="none")
+        return each.reshape(len(each), -1).mean(1)
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, dataset: Dataset, batch_size: int = 256) -> dict[str, Any]:
         """This task's metrics of `model` over `dataset` (accuracy / macro-F1 / confusion, or perplexity)."""
