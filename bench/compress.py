@@ -8,7 +8,7 @@ quantized (int8, int4 round-to-nearest vs GPTQ), distilled into a student of <= 
 pruned (50% of MLP neurons, structured) with a short fine-tune: test accuracy of each against the teacher.
 And a causal-lm ("small" preset trained here on the same lines): int4 perplexity, round-to-nearest vs GPTQ.
 
-    .venv/bin/python bench/compress.py [--json] [--no-torchao] [--reps 5]
+    .venv/bin/python bench/compress.py [--json] [--no-torchao] [--no-compile] [--reps 5]
         [--no-latency] [--no-sentiment] [--no-lm] [--distill-baseline] [--teacher-epochs 3] [--distill-epochs 10]
 """
 from __future__ import annotations
@@ -52,6 +52,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-torchao", action="store_true", help="skip torchao + torch.compile (20-30 s of compile per shape)")
+    ap.add_argument("--no-compile", action="store_true", help="skip tamer int8 + torch.compile (30-40 s of compile per shape)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-latency", action="store_true", help="skip the MiniLM size / cosine / latency table")
     ap.add_argument("--no-sentiment", action="store_true", help="skip the sentiment accuracy table (fine-tunes MiniLM: minutes)")
@@ -109,8 +110,26 @@ def latency_table(args) -> dict:
     _, m8 = Artifact.load(q8.path).load_model()  # the load path rebuilds the fast execution
     layers = q8.manifest["quantization"]["layers"]
     fell = {n: r["reason"] for n, r in layers.items() if r["exec"] == "fp32-fallback"}
-    add("tamer int8 (fbgemm dynamic, int8 embeddings)", pooled(m8), size_mb(q8.path / "model.safetensors"),
+    from tamer.compress.layers import BACKEND
+
+    add(f"tamer int8 ({BACKEND} per-token, SmoothQuant, int8 embeddings)", pooled(m8), size_mb(q8.path / "model.safetensors"),
         f"{sum(r['exec'] == 'int8-dynamic' for r in layers.values())} linear layers int8, {len(fell)} fell back")
+    if not args.no_compile:
+        from tamer.compress import compiled
+
+        fp32c = compiled(copy.deepcopy(fp32).pooled)
+        with torch.inference_mode():
+            for ids, mask in batches.values():
+                fp32c(ids, mask)
+        add("fp32 + torch.compile (freezing)", fp32c, size_mb(parent.path / "model.safetensors"), "compile alone")
+        _, m8c = Artifact.load(q8.path).load_model()
+        fn = compiled(m8c.pooled)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for ids, mask in batches.values():
+                fn(ids, mask)
+        timings["tamer int8 compile s"] = time.perf_counter() - t0
+        add("tamer int8 + torch.compile (freezing)", fn, size_mb(q8.path / "model.safetensors"), "same artifact")
 
     q8a, _ = tamer.compress(parent, out=work / "int8-auto", progress=False, quantize="int8", calibration_samples=32,
                             activation_scales="auto")
@@ -178,13 +197,15 @@ def latency_table(args) -> dict:
             quantize_(ao, Int8DynamicActivationInt8WeightConfig())
             ao_path = work / "torchao.pt"
             torch.save(ao.state_dict(), ao_path)
-            compiled = torch.compile(ao.pooled)
+            # freezing, as torchao documents for CPU: without it Inductor leaves torch._int_mm to ATen's reference
+            # CPU kernel (measured 19x slower than fp32 here); with it, to oneDNN's int8 GEMM
+            ao_fn = torch.compile(ao.pooled, options={"freezing": True})
             t0 = time.perf_counter()
             with torch.inference_mode():
                 for ids, mask in batches.values():
-                    compiled(ids, mask)
+                    ao_fn(ids, mask)
             timings["torchao compile s"] = time.perf_counter() - t0
-            add("torchao int8 dynamic + compile", compiled, size_mb(ao_path))
+            add("torchao int8 dynamic + compile (freezing)", ao_fn, size_mb(ao_path))
         except Exception as exc:  # noqa: BLE001
             print(f"torchao peer skipped: {exc}", file=sys.stderr)
 

@@ -1,4 +1,5 @@
 """Quantized artifacts: saved and loaded models give identical outputs; int8 GEMM matches its reference; GPTQ."""
+import pytest
 import torch
 from torch import nn
 
@@ -133,32 +134,56 @@ def test_int8_gemm_uses_per_token_scales_and_smoothquant_keeps_the_product():
     assert errors[1] < 0.03 and errors[1] < errors[0]  # smoothing tames the outlier channel
 
 
-def test_activation_scales_per_call_matches_the_closed_form_and_auto_picks_per_token_only_for_outlier_tokens():
-    """One scale per call is fbgemm's plain dynamic GEMM: it must equal quantize(x) @ codes by hand; `auto` keeps
-    per-token scales for a layer whose tokens differ by orders of magnitude and drops them for homogeneous tokens."""
-    from tamer.compress.layers import REDUCE_RANGE, Int8DynamicLinear
+@pytest.mark.parametrize("backend", ["onednn", "fbgemm"])
+def test_int8_gemm_equals_its_activation_coding_by_hand(backend):
+    """Each int8 GEMM must equal the product of its activation codes and the weight codes, computed by hand: per token
+    (oneDNN) each row coded over its own [min, max]; per call one asymmetric code over [min(x, 0), max(x, 0)], as
+    fbgemm's dynamic linear does. ACT_LEVELS steps: 7 bits without VNNI (8-bit codes would saturate), else 8."""
+    from tamer.compress.layers import ACT_LEVELS, BACKEND, Int8DynamicLinear
+    from tamer.compress.qmath import quantize
+
+    if backend == "onednn" and BACKEND != "onednn":
+        pytest.skip("this torch build has no oneDNN int8 GEMM")
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 32)
+    q = quantize(lin.weight.detach(), 8, "sym", "channel", None)
+    # token sizes over 3 orders of magnitude, each shifted off zero (the asymmetric codes must follow the offset)
+    x = torch.randn(16, 64) * torch.logspace(-2, 1, 16).unsqueeze(1) + torch.rand(16, 1)
+    modes = (True, False) if backend == "onednn" else (False,)  # fbgemm's per-token path divides by max|x| first
+    for per_token in modes:
+        for bias in (True, False):
+            layer = Int8DynamicLinear(64, 32, bias=bias, per_token=per_token)
+            layer.backend = backend
+            layer.qweight.copy_(q.q)
+            layer.scale.copy_(q.scale)
+            if bias:
+                layer.bias.copy_(lin.bias.detach())
+            if per_token:
+                lo, hi = x.amin(1, keepdim=True), x.amax(1, keepdim=True)
+                sx = (hi - lo) / ACT_LEVELS
+                xq = torch.round((x - lo) / sx) * sx + lo
+            else:
+                lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+                sx = (hi - lo) / ACT_LEVELS
+                zx = round(-lo / sx)
+                xq = (torch.clamp(torch.round(x / sx) + zx, 0, ACT_LEVELS) - zx) * sx
+            want = xq @ q.dequantize().T + (lin.bias.detach() if bias else 0)
+            with torch.no_grad():
+                got = layer(x)
+            assert torch.allclose(got, want, atol=1e-5 * float(want.abs().max())), (per_token, bias)
+            # and the coding error itself is what the step size allows: |x - xq| <= s / 2 per element
+            assert float((x - xq).abs().max()) <= float(torch.as_tensor(sx).max()) / 2 + 1e-6
+
+
+def test_activation_scales_auto_picks_per_token_only_for_outlier_tokens():
+    """`auto` keeps per-token scales for a layer whose tokens differ by orders of magnitude and drops them for
+    homogeneous tokens."""
     from tamer.compress.qmath import quantize
     from tamer.compress.quantize import activation_scales
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(64, 32)
     q = quantize(lin.weight.detach(), 8, "sym", "channel", None)
-    layer = Int8DynamicLinear(64, 32, per_token=False)
-    layer.qweight.copy_(q.q)
-    layer.scale.copy_(q.scale)
-    layer.bias.copy_(lin.bias.detach())
-    x = torch.randn(16, 64)
-    # fbgemm's per-call scheme: asymmetric uint8 over [min(x, 0), max(x, 0)], 7 bits without VNNI
-    levels = 127 if REDUCE_RANGE else 255
-    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
-    sx = (hi - lo) / levels
-    zx = round(-lo / sx)
-    xq = (torch.clamp(torch.round(x / sx) + zx, 0, levels) - zx) * sx
-    want = xq @ q.dequantize().T + lin.bias.detach()
-    with torch.no_grad():
-        got = layer(x)
-    assert torch.allclose(got, want, atol=1e-3 * float(want.abs().max()))
-
     spread = torch.randn(256, 64) * torch.logspace(-2, 1, 256).unsqueeze(1)  # token sizes over 3 orders of magnitude
     per_token, errors = activation_scales(lin, q, spread, None, "auto")
     assert per_token and errors["tensor"] > 2 * errors["token"]
@@ -178,3 +203,26 @@ def test_activation_scale_choice_is_recorded_and_rebuilt_on_load(text_artifact, 
         assert model.get_submodule(name).per_token is False
     _, again = Artifact.load(child.path).load_model()
     assert _same_outputs(task, model, again, 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("per_token", [True, False])
+def test_compiled_int8_layers_agree_with_eager(per_token):
+    """torch.compile with freezing lowers the int8 layers and fuses their coding passes with the GELU / LayerNorm
+    around them: the outputs must equal the eager int8 model's up to float rounding (an activation code may flip
+    where a value sits on a rounding boundary, so the bound is one code step of the output)."""
+    from tamer.compress import compiled
+
+    torch.manual_seed(0)
+    fp32 = nn.Sequential(nn.Linear(96, 384), nn.GELU(), nn.Linear(384, 96), nn.LayerNorm(96), nn.Linear(96, 10)).eval()
+    model = nn.Sequential(*[_codes_module(m, quantize(m.weight.detach(), 8, "sym", "channel"), "int8-dynamic")
+                            if isinstance(m, nn.Linear) else m for m in fp32])
+    for m in model:
+        if isinstance(m, Int8DynamicLinear):
+            m.per_token = per_token
+    x = torch.randn(4, 32, 96)
+    fast = compiled(model)
+    with torch.inference_mode():
+        eager, got, ref = model(x), fast(x), fp32(x)
+    assert torch.nn.functional.cosine_similarity(got.flatten(), eager.flatten(), dim=0) > 0.9999
+    assert torch.nn.functional.cosine_similarity(got.flatten(), ref.flatten(), dim=0) > 0.999
