@@ -201,6 +201,7 @@ def test_activation_scale_choice_is_recorded_and_rebuilt_on_load(text_artifact, 
     task, model = child.load_model()
     for name in int8:
         assert model.get_submodule(name).per_token is False
+        assert model.get_submodule(name).backend == int8[name]["backend"]  # the GEMM timed fastest is the one rebuilt
     _, again = Artifact.load(child.path).load_model()
     assert _same_outputs(task, model, again, 4)
 
@@ -215,13 +216,17 @@ def test_compiled_int8_layers_agree_with_eager(per_token):
 
     torch.manual_seed(0)
     fp32 = nn.Sequential(nn.Linear(96, 384), nn.GELU(), nn.Linear(384, 96), nn.LayerNorm(96), nn.Linear(96, 10)).eval()
-    model = nn.Sequential(*[_codes_module(m, quantize(m.weight.detach(), 8, "sym", "channel"), "int8-dynamic")
-                            if isinstance(m, nn.Linear) else m for m in fp32])
+    # the middle layer as compression leaves one that fell back: int8 codes, fp32 execution
+    model = nn.Sequential(*[_codes_module(m, quantize(m.weight.detach(), 8, "sym", "channel"),
+                                          "fp32-fallback" if i == 2 else "int8-dynamic")
+                            if isinstance(m, nn.Linear) else m for i, m in enumerate(fp32)])
+    assert isinstance(model[2], WeightOnlyLinear)
     for m in model:
         if isinstance(m, Int8DynamicLinear):
             m.per_token = per_token
     x = torch.randn(4, 32, 96)
-    fast = compiled(model)
+    fast = compiled(model)  # in place: every layer with symmetric int8 codes now runs the int8 GEMM
+    assert all(isinstance(model[i], Int8DynamicLinear) for i in (0, 2, 4))
     with torch.inference_mode():
         eager, got, ref = model(x), fast(x), fp32(x)
     assert torch.nn.functional.cosine_similarity(got.flatten(), eager.flatten(), dim=0) > 0.9999
