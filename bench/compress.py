@@ -198,8 +198,16 @@ def latency_table(args) -> dict:
             ao_path = work / "torchao.pt"
             torch.save(ao.state_dict(), ao_path)
             # freezing, as torchao documents for CPU: without it Inductor leaves torch._int_mm to ATen's reference
-            # CPU kernel (measured 19x slower than fp32 here); with it, to oneDNN's int8 GEMM
-            ao_fn = torch.compile(ao.pooled, options={"freezing": True})
+            # CPU kernel (measured 15-20x slower than fp32 here); with it, to oneDNN's int8 GEMM. The config is read
+            # when a call compiles (torch.compile(options=...) did not reach that lowering in torch 2.13)
+            import torch._inductor.config as inductor_config
+
+            ao_compiled = torch.compile(ao.pooled)
+
+            def ao_fn(ids, mask):
+                with inductor_config.patch(freezing=True):
+                    return ao_compiled(ids, mask)
+
             t0 = time.perf_counter()
             with torch.inference_mode():
                 for ids, mask in batches.values():
