@@ -91,12 +91,18 @@ def _onednn_available() -> bool:
         return False
 
 
-# oneDNN's int8 GEMM (the one Inductor lowers quantized linears to) measured 1.3-1.7x faster than fbgemm's
-# dynamic linear at MiniLM's shapes on this AVX2 CPU (4096 tokens: 3.9 vs 5.3 ms for 384x384, 15.8 vs 25 ms for
-# 384x1536), but with more fixed cost per call (128 tokens x 384 -> 1536: 0.83 vs 0.59 ms). Compression times both
-# per layer and records the faster; fbgemm alone where this torch build has no oneDNN.
-BACKENDS = ("onednn", "fbgemm") if _onednn_available() else ("fbgemm",)
-BACKEND = BACKENDS[0]
+def _fbgemm_available() -> bool:
+    return bool({"fbgemm", "x86"} & set(torch.backends.quantized.supported_engines))
+
+
+# Two int8 GEMMs. oneDNN's (the one Inductor lowers quantized linears to) is 1.3-1.7x faster than fbgemm's dynamic
+# linear alone at MiniLM's shapes on this AVX2 CPU (4096 tokens: 3.9 vs 5.3 ms for 384x384, 15.8 vs 25 ms for
+# 384x1536), but run eagerly its coding and rescaling are separate passes: whole MiniLM at batch 32 measured 0.86x of
+# fp32 with every layer on fbgemm, 0.98x with six layers on oneDNN, 1.01x with all of them. So eager execution uses
+# fbgemm (oneDNN where this build lacks it), and `compiled()` moves every int8 layer to oneDNN, whose passes Inductor
+# fuses.
+BACKENDS = tuple(b for b, ok in (("onednn", _onednn_available()), ("fbgemm", _fbgemm_available())) if ok)
+BACKEND = "fbgemm" if "fbgemm" in BACKENDS else BACKENDS[0]
 
 
 class Int8DynamicLinear(_Codes):
@@ -170,8 +176,10 @@ class Int8DynamicLinear(_Codes):
         q = torch.addcmul(0.5 - lo * inv, x, inv).to(torch.uint8)
         acc = torch.ops.onednn.qlinear_pointwise(
             q, 1.0, 0, packed, w_scale, w_zero, None, 1.0, 0, torch.float32, "none", [None], "")
-        y = torch.outer(lo.view(-1), w_rows) if self.bias is None else torch.addr(self.bias, lo.view(-1), w_rows)
-        return y.addcmul_(acc, s)
+        # in place on the GEMM's output: a fresh tensor per pass costs page faults (measured 2.3x slower for the
+        # rescale of 4096 x 1536 outputs than writing over the input)
+        y = acc.mul_(s) if self.bias is None else torch.addcmul(self.bias, acc, s, out=acc)
+        return y.addr_(lo.view(-1), w_rows)
 
     def _fbgemm(self, x):
         if not self.per_token:  # one scale per call: fbgemm quantizes x itself (7 bits without VNNI)
@@ -181,7 +189,7 @@ class Int8DynamicLinear(_Codes):
         x = x.clone() if self._inv_smooth is None else x
         r = torch.maximum(x.amax(-1, keepdim=True), x.amin(-1, keepdim=True).neg_()).clamp_(min=1e-12)
         y = torch.ops.quantized.linear_dynamic(x.div_(r), self._packed, REDUCE_RANGE)
-        return y.mul_(r) if self.bias is None else torch.addcmul(self.bias, y, r)
+        return y.mul_(r) if self.bias is None else torch.addcmul(self.bias, y, r, out=y)
 
 
 class QuantEmbedding(_Codes):

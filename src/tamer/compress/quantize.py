@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import UsageError
 from .config import CompressConfig
-from .layers import BACKENDS, Int8DynamicLinear, QuantEmbedding, WeightOnlyConv2d, WeightOnlyLinear
+from .layers import BACKEND, BACKENDS, Int8DynamicLinear, QuantEmbedding, WeightOnlyConv2d, WeightOnlyLinear
 from .qmath import Quantized, pack_int4, quantize
 
 
@@ -156,33 +156,20 @@ def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torc
         return "fp32-fallback", "the int8 GEMM takes symmetric per-channel weights only", {}
     if sample is None:
         return "fp32-fallback", "layer not reached by calibration data, so not timed", {}
-    # each int8 GEMM available is timed against fp32 on a small and a large call; the fastest on the large call
-    # that is not slower than fp32 on either (within noise on the small one) runs the layer
-    shapes = serving_shapes(sample)
+    # the eager int8 GEMM (layers.BACKEND) against fp32 on a small and a large call: int8 only if faster on both
+    # (within noise on the small one)
     candidate = _codes_module(m, q, "int8-dynamic", smooth, per_token)
-    timing: dict[str, Any] = {}
-    losses: list[str] = []
-    best: tuple[float, str] | None = None
-    for backend in BACKENDS:
-        candidate.backend, candidate._packed = backend, None
-        for label, x in shapes.items():
-            fp32_ms, int8_ms = time_layer(m, candidate, x, reps=5 if label == "small" else 3)
-            timing.setdefault(label, {"tokens": int(x.shape[0])}).update(
-                {"fp32_ms": round(fp32_ms, 3), f"{backend}_ms": round(int8_ms, 3)})
-            slack = SMALL_CALL_SLACK if label == "small" else 1.0
-            if int8_ms >= fp32_ms * slack:
-                losses.append(f"{backend} {int8_ms:.2f} ms was not faster than fp32 {fp32_ms:.2f} ms on {x.shape[0]} tokens")
-                break
-        else:
-            large = timing["large"][f"{backend}_ms"] if "large" in timing else timing["small"][f"{backend}_ms"]
-            best = min(best, (large, backend)) if best else (large, backend)
-    if best is None:
-        return "fp32-fallback", "; ".join(losses), timing
-    backend = best[1]
-    timing["backend"] = backend
-    shown = ", ".join(f"{t[backend + '_ms']:.2f} vs {t['fp32_ms']:.2f} ms on {t['tokens']} tokens"
+    timing: dict[str, Any] = {"backend": BACKEND}
+    for label, x in serving_shapes(sample).items():
+        fp32_ms, int8_ms = time_layer(m, candidate, x, reps=5 if label == "small" else 3)
+        timing[label] = {"tokens": int(x.shape[0]), "fp32_ms": round(fp32_ms, 3), "int8_ms": round(int8_ms, 3)}
+        slack = SMALL_CALL_SLACK if label == "small" else 1.0
+        if int8_ms >= fp32_ms * slack:
+            return ("fp32-fallback", f"int8 {int8_ms:.2f} ms was not faster than fp32 {fp32_ms:.2f} ms "
+                                     f"on {x.shape[0]} tokens", timing)
+    shown = ", ".join(f"{t['int8_ms']:.2f} vs {t['fp32_ms']:.2f} ms on {t['tokens']} tokens"
                       for t in timing.values() if isinstance(t, dict))
-    return "int8-dynamic", f"{backend} int8 against fp32: {shown}", timing
+    return "int8-dynamic", f"{BACKEND} int8 against fp32: {shown}", timing
 
 
 # A small call (<= 128 tokens) takes well under a millisecond per layer, where repeated medians differ by ~5%: int8
