@@ -1,7 +1,7 @@
 """Quantize a model's layers, choose each layer's execution by timing it, and rebuild the model from an artifact.
 
 Per layer the recipe records what is stored (bits, scheme, group size) and how it runs:
-- `int8-dynamic`: oneDNN (or fbgemm) int8 GEMM with per-token activation scales and SmoothQuant factors from calibration
+- `int8-dynamic`: fbgemm's int8 GEMM (oneDNN's under `compiled()`) with per-token activation scales and SmoothQuant factors from calibration
   (Linear, symmetric int8 only);
 - `fp32-fallback`: codes on disk, dequantized once at load, fp32 GEMM (when int8 was not faster for the
   layer's shape, or the layer cannot run in int8: convolutions, asymmetric codes, --activations weight-only);
@@ -242,10 +242,7 @@ def quantize_model(model: nn.Module, config: CompressConfig, run_calibration: Ca
                         "exec": exec_, "reason": reason, "smoothquant": smooth is not None, "timing": timing}
         if exec_ == "int8-dynamic":
             recipe[name].update(per_token=per_token, activation_scale_error=scale_errors, backend=timing["backend"])
-        new = _codes_module(m, q, exec_, smooth, per_token)
-        if exec_ == "int8-dynamic":
-            new.backend = timing["backend"]
-        _set(model, name, new)
+        _set(model, name, _codes_module(m, q, exec_, smooth, per_token))
     return model, recipe
 
 
@@ -331,15 +328,16 @@ def compiled(fn: Callable, int8_everywhere: bool = True):
     torch.inference_mode(); the first call of each input shape compiles (30-80 s for MiniLM on 2 cores).
     """
     owner = getattr(fn, "__self__", fn)
+    onednn = "onednn" in BACKENDS
     if isinstance(owner, nn.Module):
         for name, m in list(owner.named_modules()):
-            if int8_everywhere and "onednn" in BACKENDS and _int8_codes(m):
+            if int8_everywhere and onednn and _int8_codes(m):
                 new = Int8DynamicLinear(m.shape[1], m.shape[0], m.bias is not None).to(m.qweight.device)
-                new.load_state_dict({k: v for k, v in m.state_dict().items()}, strict=False)
+                new.load_state_dict(m.state_dict(), strict=False)  # `smooth` stays ones: no SmoothQuant factors
                 _set(owner, name, new)
                 m = new
             if isinstance(m, Int8DynamicLinear):
-                if "onednn" in BACKENDS:
+                if onednn:
                     m.backend, m._packed = "onednn", None
                 m.prepare()  # pack before tracing: the packed weight must be a constant of the graph
     import torch._inductor.config as inductor_config
