@@ -1,7 +1,7 @@
 """Quantized modules. Their state is plain integer tensors + scales + zero-points, so safetensors stores them.
 
-- `Int8DynamicLinear`: int8 per-channel weights, activations quantized per token or per call (oneDNN's int8
-  GEMM, `torch.ops.onednn.qlinear_pointwise`, or fbgemm's where oneDNN is missing; packed once, after loading).
+- `Int8DynamicLinear`: int8 per-channel weights, activations quantized per token or per call (fbgemm's int8 GEMM
+  when run eagerly, oneDNN's `torch.ops.onednn.qlinear_pointwise` under `compiled()`; packed once, after loading).
 - `WeightOnlyLinear` / `WeightOnlyConv2d`: int8 or packed int4 codes; dequantized on every call
   (`cache=False`, the codes are all that is held in memory) or once (`cache=True`, fp32 execution).
 - `QuantEmbedding`: an int8 / int4 table; only the looked-up rows are dequantized.
@@ -102,7 +102,7 @@ def _fbgemm_available() -> bool:
 # fbgemm (oneDNN where this build lacks it), and `compiled()` moves every int8 layer to oneDNN, whose passes Inductor
 # fuses.
 BACKENDS = tuple(b for b, ok in (("onednn", _onednn_available()), ("fbgemm", _fbgemm_available())) if ok)
-BACKEND = "fbgemm" if "fbgemm" in BACKENDS else BACKENDS[0]
+BACKEND = "fbgemm" if "fbgemm" in BACKENDS else (BACKENDS[0] if BACKENDS else None)  # None: layers stay fp32
 
 
 class Int8DynamicLinear(_Codes):

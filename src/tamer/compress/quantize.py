@@ -156,6 +156,8 @@ def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torc
         return "fp32-fallback", "the int8 GEMM takes symmetric per-channel weights only", {}
     if sample is None:
         return "fp32-fallback", "layer not reached by calibration data, so not timed", {}
+    if BACKEND is None:
+        return "fp32-fallback", "this torch build has no int8 GEMM (neither oneDNN nor fbgemm)", {}
     # the eager int8 GEMM (layers.BACKEND) against fp32 on a small and a large call: int8 only if faster on both
     # (within noise on the small one)
     candidate = _codes_module(m, q, "int8-dynamic", smooth, per_token)
