@@ -134,6 +134,40 @@ def test_int8_gemm_uses_per_token_scales_and_smoothquant_keeps_the_product():
     assert errors[1] < 0.03 and errors[1] < errors[0]  # smoothing tames the outlier channel
 
 
+def test_smooth_alpha_search_keeps_the_alpha_with_least_output_error():
+    """The per-layer search keeps, of all alphas tried, the one whose int8 layer errs least against x W^T, computed
+    here independently for each alpha; a fixed --smooth-alpha is used as given; 0 means no smoothing."""
+    from tamer.compress.quantize import SMOOTH_ALPHAS, choose_smoothing, smoothing_factors
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 32)
+    x = torch.randn(256, 64)
+    x[:, [3, 17]] *= 40  # outlier channels
+    amax = x.abs().amax(0)
+    w = lin.weight.detach()
+    ref = x @ w.T
+
+    def error(alpha):
+        s = smoothing_factors(amax, w, alpha) if alpha else torch.ones(64)
+        q = quantize(w * s, 8, "sym", "channel", None)
+        layer = Int8DynamicLinear(64, 32, bias=False)
+        layer.qweight.copy_(q.q)
+        layer.scale.copy_(q.scale)
+        layer.smooth.copy_(s)
+        with torch.no_grad():
+            return float((layer(x) - ref).norm() / ref.norm())
+
+    by_hand = {a: error(a) for a in SMOOTH_ALPHAS}
+    smooth, q, info = choose_smoothing(lin, amax, x, CompressConfig(quantize="int8"))
+    assert info["smooth_alpha"] == min(by_hand, key=by_hand.get)
+    assert by_hand[info["smooth_alpha"]] < by_hand[0.0]  # the outlier channels make smoothing pay
+    assert info["smooth_alpha_error"][f"{info['smooth_alpha']:g}"] == pytest.approx(by_hand[info["smooth_alpha"]], abs=1e-5)
+    smooth, q, info = choose_smoothing(lin, amax, x, CompressConfig(quantize="int8", smooth_alpha=0.3))
+    assert info == {"smooth_alpha": 0.3} and torch.allclose(smooth, smoothing_factors(amax, w, 0.3))
+    smooth, q, info = choose_smoothing(lin, amax, x, CompressConfig(quantize="int8", smooth_alpha=0.0))
+    assert smooth is None and torch.equal(q.q, quantize(w, 8, "sym", "channel", None).q)
+
+
 @pytest.mark.parametrize("backend", ["onednn", "fbgemm"])
 def test_int8_gemm_equals_its_activation_coding_by_hand(backend):
     """Each int8 GEMM must equal the product of its activation codes and the weight codes, computed by hand: per token

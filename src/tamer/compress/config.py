@@ -21,6 +21,9 @@ class CompressConfig:
     activation_scales: Literal["token", "auto", "tensor"] = field(
         "token", "int8 GEMM: one activation scale per token (most accurate, a few extra passes), one per call "
                  "(fastest), or auto: per token only in layers where one scale per call errs 2x more on calibration data")
+    smooth_alpha: float | None = field(
+        None, "int8 GEMM: SmoothQuant migration strength in [0, 1] (0: off); default: the alpha of 0, 0.1 .. 1 whose "
+              "int8 output errs least on calibration data, chosen per layer")
     calibration: Literal["rtn", "gptq"] = field("rtn", "round-to-nearest, or GPTQ (Frantar et al. 2022) on calibration data")
     calibration_samples: int = field(128, "examples from the training split used for calibration and layer timing")
     embeddings: bool = field(True, "quantize embedding tables too (int8 / int4 rows with their own scales)")
@@ -52,6 +55,8 @@ class CompressConfig:
         check(self.hidden_weight >= 0, f"--hidden-weight {self.hidden_weight} must be 0 or more.")
         if self.distill_into is not None:
             parse_student_spec(self.distill_into)
+        check(self.smooth_alpha is None or 0.0 <= self.smooth_alpha <= 1.0,
+              f"--smooth-alpha {self.smooth_alpha} is out of range; give a value in [0, 1], or leave it out to search per layer.")
         check(self.lr is None or self.lr > 0, f"--lr {self.lr} must be positive.")
         check(self.calibration == "rtn" or self.quantize is not None, "--calibration gptq needs --quantize int8 or int4.")
 

@@ -118,7 +118,9 @@ class CompressReport(Report):
             if s.layers:
                 parts.append(f"<h3>{html.escape(s.step)}: per-layer error and execution</h3>")
                 parts.append(table_html([(r["layer"], r["exec"], r["bits"], r["granularity"],
-                                          _num(r.get("weight_rel_error")), r["reason"]) for r in s.layers],
-                                        ["layer", "runs as", "bits", "scales", "relative weight error", "why"]))
+                                          _num(r.get("weight_rel_error")), _num(r.get("output_rel_error")),
+                                          _num(r.get("smooth_alpha"), "{:.1f}"), r["reason"]) for r in s.layers],
+                                        ["layer", "runs as", "bits", "scales", "relative weight error",
+                                         "int8 output error (calibration)", "SmoothQuant alpha", "why"]))
         parts.append("</section>")
         return "".join(parts)

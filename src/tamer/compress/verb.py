@@ -66,7 +66,9 @@ def _quantize(parent: Artifact, config: CompressConfig, out: Path, progress: boo
         latency_ms={f"batch{n}": v for n, v in lat.items()},
         agreement=output_agreement(task, fp32, quant, calib[:2]),
         layers=[{"layer": n, "exec": r["exec"], "bits": r["bits"], "granularity": r["granularity"],
-                 "weight_rel_error": layer_error.get(n), "reason": r["reason"]} for n, r in recipe.items()],
+                 "weight_rel_error": layer_error.get(n), "smooth_alpha": r.get("smooth_alpha"),
+                 "output_rel_error": (r.get("activation_scale_error") or {}).get("token" if r.get("per_token") else "tensor"),
+                 "reason": r["reason"]} for n, r in recipe.items()],
         fallbacks=fell_back,
         rtn_metric=headline(task, rtn_metrics) if rtn_metrics else None)
     return child, result
