@@ -11,6 +11,8 @@ from tamer.cli import main
     (["--quantize", "int4", "--group-size", "48"], "--group-size 48"),
     (["--prune", "1.5"], "--prune 1.5"),
     (["--quantize", "int8", "--smooth-alpha", "1.5"], "--smooth-alpha 1.5"),
+    (["--prune", "0.5", "--prune-kind", "structured", "--prune-units", "heads"], "--prune-units heads"),
+    (["--prune", "0.5", "--prune-kind", "structured", "--prune-units", "rows"], "rows"),
     (["--prune", "0.3", "--prune-kind", "2:4"], "2:4"),
     (["--calibration", "gptq"], "gptq"),
     ([], "nothing to do"),

@@ -66,3 +66,83 @@ def test_unstructured_and_two_four_artifacts(digits_artifact, tmp_path):
     w = state["classifier.1.weight"]
     assert torch.all((w.reshape(w.shape[0], -1, 4) != 0).sum(-1) <= 2)
     assert report.steps[0].extra["sparsity"] > 0.45
+
+
+def _kept(child_rows: torch.Tensor, parent_rows: torch.Tensor) -> list[int]:
+    """Which parent rows the child kept (each child row equals exactly one parent row)."""
+    return [int(torch.where((parent_rows == r).all(1))[0][0]) for r in child_rows]
+
+
+def _agree(task, a, b, n=8) -> bool:
+    batch = task.collate([task.prepare(0).test[i] for i in range(n)])
+    with torch.no_grad():
+        return torch.allclose(task.forward(a, batch), task.forward(b, batch), atol=1e-5)
+
+
+def test_head_pruning_of_bert_equals_the_parent_with_those_heads_silenced(text_artifact, tmp_path):
+    """A removed head contributes exactly what a head with zero values contributes: nothing. So the saved and
+    reloaded pruned model must equal its parent with the removed heads' value rows set to zero."""
+    child, report = tamer.compress(text_artifact, out=tmp_path / "h", progress=False, prune=0.5, prune_kind="structured",
+                                   prune_units="heads")
+    enc = text_artifact.manifest["model_config"]["encoder"]
+    heads, dh = enc["num_attention_heads"], enc["hidden_size"] // enc["num_attention_heads"]
+    assert child.manifest["model_config"]["attention_heads"] == heads // 2
+    task, pruned = child.load_model()
+    _, silenced = text_artifact.load_model()
+    with torch.no_grad():
+        for block, small in zip(silenced.encoder.encoder.layer, pruned.encoder.encoder.layer):
+            assert small.attention.self.query.weight.shape == (heads // 2 * dh, enc["hidden_size"])
+            assert small.attention.output.dense.weight.shape == (enc["hidden_size"], heads // 2 * dh)
+            kept = {i // dh for i in _kept(small.attention.self.value.weight, block.attention.self.value.weight)}
+            assert len(kept) == heads // 2
+            for h in set(range(heads)) - kept:
+                block.attention.self.value.weight[h * dh:(h + 1) * dh] = 0
+                block.attention.self.value.bias[h * dh:(h + 1) * dh] = 0
+    assert _agree(task, pruned, silenced)
+    assert report.steps[0].size_ratio < 1.0
+    q, _ = tamer.compress(child, out=tmp_path / "hq", progress=False, quantize="int8")  # the narrowed model quantizes
+    _, q_model = q.load_model()
+    assert q_model.encoder.encoder.layer[0].attention.self.query.shape == (heads // 2 * dh, enc["hidden_size"])
+
+
+def test_head_pruning_of_gpt2_equals_the_parent_with_those_heads_silenced(lm_artifact, tmp_path):
+    child, _ = tamer.compress(lm_artifact, out=tmp_path / "h", progress=False, prune=0.5, prune_kind="structured",
+                              prune_units="heads")
+    dec = lm_artifact.manifest["model_config"]["decoder"]
+    heads, width = dec["n_head"], dec["n_embd"]
+    dh = width // heads
+    task, pruned = child.load_model()
+    _, silenced = lm_artifact.load_model()
+    with torch.no_grad():
+        for block, small in zip(silenced.model.transformer.h, pruned.model.transformer.h):
+            kept_width = heads // 2 * dh
+            assert small.attn.c_attn.weight.shape == (width, 3 * kept_width)
+            v_small = small.attn.c_attn.weight[:, 2 * kept_width:].t()
+            kept = {i // dh for i in _kept(v_small, block.attn.c_attn.weight[:, 2 * width:].t())}
+            assert len(kept) == heads // 2
+            for h in set(range(heads)) - kept:
+                cols = slice(2 * width + h * dh, 2 * width + (h + 1) * dh)
+                block.attn.c_attn.weight[:, cols] = 0
+                block.attn.c_attn.bias[cols] = 0
+    assert _agree(task, pruned, silenced)
+
+
+def test_channel_pruning_of_the_cnn_equals_the_parent_with_those_channels_silenced(digits_artifact, tmp_path):
+    child, report = tamer.compress(digits_artifact, out=tmp_path / "c", progress=False, prune=0.5, prune_kind="structured",
+                                   prune_units="channels")
+    c = digits_artifact.manifest["model_config"]["channels"]
+    assert child.manifest["model_config"]["channels"] == c // 2
+    task, pruned = child.load_model()
+    _, silenced = digits_artifact.load_model()
+    with torch.no_grad():
+        for i, width in ((0, c), (3, 2 * c)):
+            big, small = silenced.features[i], pruned.features[i]
+            assert small.out_channels == width // 2
+            # a kept channel's weights, over the inputs it kept, match exactly one parent channel
+            kept = set(_kept(small.bias[:, None], big.bias[:, None]))
+            assert len(kept) == width // 2
+            for k in set(range(width)) - kept:  # ReLU(0) = 0: a zeroed channel feeds zeros onward
+                big.weight[k] = 0
+                big.bias[k] = 0
+    assert _agree(task, pruned, silenced)
+    assert report.steps[0].size_ratio < 0.75

@@ -29,6 +29,9 @@ class CompressConfig:
     embeddings: bool = field(True, "quantize embedding tables too (int8 / int4 rows with their own scales)")
     prune: float = field(0.0, "fraction of weights (unstructured, 2:4) or MLP neurons / channels (structured) to remove")
     prune_kind: Literal["unstructured", "structured", "2:4"] = field("unstructured", "what pruning removes")
+    prune_units: Literal["mlp", "heads", "channels"] = field(
+        "mlp", "what --prune-kind structured removes: MLP neurons, attention heads (BERT / GPT-2) or convolution "
+               "channels (the digits CNN)")
     finetune_epochs: int = field(0, "epochs of fine-tuning after pruning")
     lr: float | None = field(None, "learning rate of the fine-tune / distillation (default: the task's; at least 2e-4 for a narrower student)")
     distill_into: str | None = field(None, "student shape, e.g. 'layers=2' or 'layers=2,hidden=128,intermediate=512' (transformers) or 'hidden=32,channels=8' (digits)")

@@ -1,8 +1,14 @@
 """Pruning: unstructured magnitude, 2:4 (two of every four consecutive weights kept) and structured.
 
-Structured pruning removes whole MLP neurons (rows of the up-projection and columns of the down-projection),
-the same number in every block, and writes the smaller width into the model config, so the child artifact
-really is smaller and faster. Neurons are ranked by ||w_in|| * ||w_out|| (a weight-magnitude importance).
+Structured pruning removes whole units, the same number in every block, and writes the smaller shape into the
+model config, so the child artifact really is smaller and faster:
+- MLP neurons (rows of the up-projection and columns of the down-projection), ranked by ||w_in|| * ||w_out||;
+- attention heads (their query / key / value rows and output-projection columns; BERT and GPT-2), ranked by how much
+  each head writes into the output projection on calibration data (mean |context| times the projection's column
+  norm, the activation-based importance of Minitron, Muralidharan et al. 2024; Michel et al. 2019 showed most heads
+  can go);
+- convolution channels (the digits CNN: a first-layer channel with the second layer's inputs from it, a second-layer
+  channel with the classifier's columns it feeds), ranked by ||w_in|| * ||w_out||.
 """
 from __future__ import annotations
 
@@ -100,6 +106,70 @@ def structured_prune(model: nn.Module, model_config: dict, fraction: float) -> t
     return model, config, {"mlp_width": f"{width} -> {keep_n}", "blocks": len(pairs)}
 
 
+@torch.no_grad()
+def _prune_heads(task, model: nn.Module, model_config: dict, fraction: float, batches: list[dict]) -> tuple[nn.Module, dict, dict]:
+    """Remove `fraction` of the attention heads of every block (the same count in each): a BERT encoder or GPT-2."""
+    from .student import TRANSFORMERS, _blocks, teacher_importance
+
+    arch = model_config.get("arch")
+    info = TRANSFORMERS.get(arch or "")
+    sub = model_config.get(info["sub"], {}) if info else {}
+    if info is None or sub.get("model_type") not in ("bert", "gpt2"):
+        raise UsageError(f"--prune-units heads removes attention heads of BERT or GPT-2 models, and this model is "
+                         f"{sub.get('model_type') or arch!r}; use --prune-units mlp.")
+    config_heads = sub[info["keys"]["heads"]]
+    head_dim = sub[info["keys"]["hidden"]] // config_heads
+    heads = model_config.get("attention_heads", config_heads)
+    keep_n = max(1, int(round(heads * (1 - fraction))))
+    score = teacher_importance(model, arch, task, batches)["att"]
+    keep = []
+    for j in range(len(_blocks(model, arch))):
+        top = score[j].reshape(heads, head_dim).sum(1).argsort(descending=True)[:keep_n].sort().values
+        keep.append((top[:, None] * head_dim + torch.arange(head_dim)).flatten())
+    width = heads * head_dim
+    sliced = {}
+    for name, t in model.state_dict().items():
+        if name.startswith(info["blocks"]):
+            j, rest = name[len(info["blocks"]):].split(".", 1)
+            for d, role in enumerate(info["block_roles"].get(rest, ())):
+                if role == "att":
+                    t = t.index_select(d, keep[int(j)])
+                elif role == "att3":  # q | k | v packed in one tensor (GPT-2's c_attn)
+                    t = t.index_select(d, torch.cat([keep[int(j)] + i * width for i in range(3)]))
+        sliced[name] = t
+    config = copy.deepcopy(model_config)
+    config["attention_heads"] = keep_n
+    pruned = task.build_model(config)
+    pruned.load_state_dict(sliced)
+    return pruned, config, {"attention_heads": f"{heads} -> {keep_n}", "blocks": len(keep)}
+
+
+@torch.no_grad()
+def _prune_channels(task, model: nn.Module, model_config: dict, fraction: float) -> tuple[nn.Module, dict, dict]:
+    """Remove `fraction` of the channels of both convolutions of the digits CNN (the second has twice the first's)."""
+    if model_config.get("arch") != "DigitsCNN":
+        raise UsageError(f"--prune-units channels removes convolution channels of the digits CNN, and this model is "
+                         f"{model_config.get('arch')!r}; use --prune-units mlp (or heads for a transformer).")
+    state = model.state_dict()
+    w1, w2, fc = state["features.0.weight"], state["features.3.weight"], state["classifier.1.weight"]
+    c = w1.shape[0]
+    keep_n = max(1, int(round(c * (1 - fraction))))
+    pos = fc.shape[1] // w2.shape[0]  # spatial positions per second-layer channel in the flattened features
+    score1 = w1.flatten(1).norm(dim=1) * w2.transpose(0, 1).flatten(1).norm(dim=1)
+    score2 = w2.flatten(1).norm(dim=1) * fc.reshape(fc.shape[0], -1, pos).transpose(0, 1).flatten(1).norm(dim=1)
+    k1 = score1.argsort(descending=True)[:keep_n].sort().values
+    k2 = score2.argsort(descending=True)[:2 * keep_n].sort().values
+    cols = (k2[:, None] * pos + torch.arange(pos)).flatten()
+    sliced = dict(state)
+    sliced["features.0.weight"], sliced["features.0.bias"] = w1[k1], state["features.0.bias"][k1]
+    sliced["features.3.weight"], sliced["features.3.bias"] = w2[k2][:, k1], state["features.3.bias"][k2]
+    sliced["classifier.1.weight"] = fc[:, cols]
+    config = dict(model_config, channels=keep_n)
+    pruned = task.build_model(config)
+    pruned.load_state_dict(sliced)
+    return pruned, config, {"channels": f"{c} -> {keep_n} (first conv), {2 * c} -> {2 * keep_n} (second)"}
+
+
 def prune_step(parent: Artifact, config: CompressConfig, out: Path, progress: bool):
     from .finetune import finetune
     from .measure import compare_latency, headline, latency_batch, output_agreement, calibration_batches
@@ -113,7 +183,12 @@ def prune_step(parent: Artifact, config: CompressConfig, out: Path, progress: bo
     model = copy.deepcopy(fp32)
     model_config = parent.manifest["model_config"]
     masks, info = None, {}
-    if config.prune_kind == "structured":
+    if config.prune_kind == "structured" and config.prune_units == "heads":
+        model, model_config, info = _prune_heads(task, model, model_config, config.prune,
+                                                 calibration_batches(task, splits.train, config.calibration_samples, config.seed))
+    elif config.prune_kind == "structured" and config.prune_units == "channels":
+        model, model_config, info = _prune_channels(task, model, model_config, config.prune)
+    elif config.prune_kind == "structured":
         model, model_config, info = structured_prune(model, model_config, config.prune)
     else:
         masks = magnitude_masks(model, config.prune) if config.prune_kind == "unstructured" else two_four_masks(model)
@@ -133,7 +208,8 @@ def prune_step(parent: Artifact, config: CompressConfig, out: Path, progress: bo
                    extra={"pruning": {"kind": config.prune_kind, "fraction": config.prune, **info}})
     if before_ft is not None:
         info["metric_before_finetune"] = before_ft
-    detail = f"{config.prune_kind} {config.prune:g}" + (f", fine-tune {config.finetune_epochs} epoch(s)" if config.finetune_epochs else "")
+    units = f" {config.prune_units}" if config.prune_kind == "structured" else ""
+    detail = f"{config.prune_kind}{units} {config.prune:g}" + (f", fine-tune {config.finetune_epochs} epoch(s)" if config.finetune_epochs else "")
     return child, StepResult(step="prune", artifact=str(child.path), id=child.id, detail=detail,
                              parent_bytes=_file_bytes(parent), child_bytes=_file_bytes(child), metric=task.metric,
                              parent_metric=headline(task, parent_metrics), child_metric=headline(task, metrics),

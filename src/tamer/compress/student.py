@@ -62,6 +62,9 @@ def student_config(model_config: dict[str, Any], sizes: dict[str, int], spec: st
     arch = model_config.get("arch")
     config = copy.deepcopy(model_config)
     if arch in TRANSFORMERS:
+        if model_config.get("attention_heads"):
+            raise UsageError(f"--distill-into {spec!r}: this teacher had attention heads pruned; distill from its "
+                             "unpruned parent (the student's own width is set by the spec).")
         info = TRANSFORMERS[arch]
         keys, inner = info["keys"], config[info["sub"]]
         unknown = sorted(set(sizes) - set(keys))

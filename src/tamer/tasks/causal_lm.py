@@ -21,6 +21,18 @@ PRESETS = {
 }
 
 
+def _narrow_attention(model: nn.Module, heads: int) -> None:
+    """Give every GPT-2 attention `heads` heads of the configured head width (projections empty, to be loaded)."""
+    from transformers.pytorch_utils import Conv1D
+
+    for block in model.model.transformer.h:
+        att = block.attn
+        width = heads * att.head_dim
+        att.c_attn = Conv1D(3 * width, att.embed_dim)
+        att.c_proj = Conv1D(att.embed_dim, width)
+        att.split_size, att.num_heads = width, heads
+
+
 class CausalLM(nn.Module):
     """A Hugging Face causal LM behind a plain `forward(input_ids, attention_mask) -> logits`."""
 
@@ -136,7 +148,10 @@ class CausalLMTask(Task):
 
         if self._pretrained:
             return CausalLM(AutoModelForCausalLM.from_pretrained(self._pretrained))
-        return CausalLM(AutoModelForCausalLM.from_config(AutoConfig.for_model(**model_config["decoder"])))
+        model = CausalLM(AutoModelForCausalLM.from_config(AutoConfig.for_model(**model_config["decoder"])))
+        if model_config.get("attention_heads"):  # written by structured head pruning
+            _narrow_attention(model, model_config["attention_heads"])
+        return model
 
     def write_files(self, folder):
         self.tokenizer.save_pretrained(str(folder / "tokenizer"))

@@ -38,6 +38,20 @@ def _encoder_from_config(encoder: dict) -> nn.Module:
     return AutoModel.from_config(config, **extra)
 
 
+def _narrow_attention(encoder: nn.Module, heads: int) -> None:
+    """Give every BERT self-attention `heads` heads of the configured head width (its projections empty, to be
+    loaded): Hugging Face's config ties the head width to hidden_size / num_attention_heads, and its attention
+    infers the head count from the projections' width."""
+    for layer in encoder.encoder.layer:
+        att = layer.attention.self
+        width = heads * att.attention_head_size
+        for name in ("query", "key", "value"):
+            setattr(att, name, nn.Linear(getattr(att, name).in_features, width))
+        att.num_attention_heads, att.all_head_size = heads, width
+        out = layer.attention.output.dense
+        layer.attention.output.dense = nn.Linear(width, out.out_features)
+
+
 class EncoderClassifier(nn.Module):
     """Encoder -> masked mean over tokens -> dropout -> linear head."""
 
@@ -174,6 +188,8 @@ class TextClassificationTask(Task):
             encoder = AutoModel.from_pretrained(self._pretrained, **extra)
         else:
             encoder = _encoder_from_config(model_config["encoder"])
+            if model_config.get("attention_heads"):  # written by structured head pruning
+                _narrow_attention(encoder, model_config["attention_heads"])
         return EncoderClassifier(encoder, model_config["num_labels"])
 
     def write_files(self, folder):
