@@ -5,7 +5,7 @@ eager. Cosine is of the mean-pooled embedding against fp32: the worst and the me
 
 Then, on the sentiment data (yelp + amazon, 2,000 labelled lines), a MiniLM teacher fine-tuned here is
 quantized (int8, int4 round-to-nearest vs GPTQ), distilled into a student of <= 1/4 of its parameters, and
-pruned (50% of MLP neurons, structured) with a short fine-tune: test accuracy of each against the teacher.
+pruned (50% of MLP neurons, or of attention heads, structured) with a short fine-tune: test accuracy of each against the teacher.
 And a causal-lm ("small" preset trained here on the same lines): int4 perplexity, round-to-nearest vs GPTQ.
 
     .venv/bin/python bench/compress.py [--json] [--no-torchao] [--no-compile] [--reps 5]
@@ -153,6 +153,16 @@ def latency_table(args) -> dict:
     timings["tamer prune compress s"] = time.perf_counter() - t0
     _, mp = pr.load_model()
     add("tamer structured prune 50% MLP (no fine-tune)", pooled(mp), size_mb(pr.path / "model.safetensors"),
+        "cosine before any fine-tune")
+    heads, _ = tamer.compress(parent, out=work / "heads", progress=False, prune=0.5, prune_kind="structured",
+                              prune_units="heads", calibration_samples=32)
+    _, mh = heads.load_model()
+    add("tamer structured prune 50% heads (no fine-tune)", pooled(mh), size_mb(heads.path / "model.safetensors"),
+        "cosine before any fine-tune")
+    both, _ = tamer.compress(pr, out=work / "mlp-heads", progress=False, prune=0.5, prune_kind="structured",
+                             prune_units="heads", calibration_samples=32)
+    _, mb = both.load_model()
+    add("tamer structured prune 50% MLP, then 50% heads", pooled(mb), size_mb(both.path / "model.safetensors"),
         "cosine before any fine-tune")
 
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
@@ -302,6 +312,8 @@ def sentiment_table(args) -> dict:
     run(f"structured prune 50% MLP + {args.finetune_epochs} epoch fine-tune", "drop <= 1 point, >= 1.5x faster",
         prune=0.5, prune_kind="structured", finetune_epochs=args.finetune_epochs)
     run("structured prune 50% MLP, no fine-tune", "", prune=0.5, prune_kind="structured")
+    run(f"structured prune 50% heads + {args.finetune_epochs} epoch fine-tune", "", prune=0.5, prune_kind="structured",
+        prune_units="heads", finetune_epochs=args.finetune_epochs)
     return {"rows": rows, "test_examples": teacher.metrics["test"]["examples"],
             "timings_s": {k: round(v, 1) for k, v in times.items()}}
 
