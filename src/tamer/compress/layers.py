@@ -143,7 +143,6 @@ class Int8DynamicLinear(_Codes):
                             torch.zeros_like(w_scale, dtype=torch.long),
                             self.qweight.float().sum(1) * w_scale)  # row sums of the dequantized weight
             return
-        self._w_rows = self.qweight.float().sum(1) * self.scale.float()  # row sums of the dequantized weight
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # quantized-tensor constructors are deprecated, the fbgemm kernel is not
             qt = torch._make_per_channel_quantized_tensor(self.qweight, self.scale.double(), self.zero_point.long(), 0)
@@ -185,17 +184,12 @@ class Int8DynamicLinear(_Codes):
     def _fbgemm(self, x):
         if not self.per_token:  # one scale per call: fbgemm quantizes x itself (7 bits without VNNI)
             return torch.ops.quantized.linear_dynamic(x, self._packed, REDUCE_RANGE)
-        # fbgemm takes one activation (scale, zero point) per call. Mapping each token onto [0, 1] over its own
-        # [min, max] first (x = lo + r x') gives every token the whole code range, asymmetrically, as oneDNN's
-        # per-token path codes it: fbgemm then codes x' in [0, 1] with zero point 0, and
-        # x W^T = r * (x' W^T) + lo * W.sum(1). Measured on MiniLM: pooled cosine 0.9983 against 0.9977 when each
-        # token was divided by its max|x| (symmetric codes, half the range unused for a GELU output)
-        hi, lo = x.amax(-1, keepdim=True), x.amin(-1, keepdim=True)
-        r = (hi - lo).clamp_(min=1e-12)
-        inv = 1.0 / r
-        y = torch.ops.quantized.linear_dynamic(torch.addcmul(-lo * inv, x, inv), self._packed, REDUCE_RANGE)
-        y = y.mul_(r) if self.bias is None else torch.addcmul(self.bias, y, r, out=y)
-        return y.addr_(lo.view(-1), self._w_rows)
+        # fbgemm takes one activation scale per call; dividing each token by its own max|x| first (and multiplying
+        # the output back) gives every token the whole int8 range
+        x = x.clone() if self._inv_smooth is None else x
+        r = torch.maximum(x.amax(-1, keepdim=True), x.amin(-1, keepdim=True).neg_()).clamp_(min=1e-12)
+        y = torch.ops.quantized.linear_dynamic(x.div_(r), self._packed, REDUCE_RANGE)
+        return y.mul_(r) if self.bias is None else torch.addcmul(self.bias, y, r, out=y)
 
 
 class QuantEmbedding(_Codes):
