@@ -240,6 +240,25 @@ def test_activation_scale_choice_is_recorded_and_rebuilt_on_load(text_artifact, 
     assert _same_outputs(task, model, again, 4)
 
 
+def test_a_quantized_model_slower_than_fp32_falls_back_whole(text_artifact, tmp_path, monkeypatch):
+    """Layers that each beat fp32 can lose together; then every layer runs fp32 from its codes, and the artifact
+    computes exactly what --activations weight-only computes (the same round-to-nearest codes, fp32 GEMMs)."""
+    from tamer.compress import quantize as quantize_module, verb
+
+    monkeypatch.setattr(quantize_module, "time_layer", lambda *a, **k: (1.0, 0.5))  # each layer alone: int8 wins
+    timings = iter([{"parent": 10.0, "child": 9.0}, {"parent": 10.0, "child": 12.0}])  # batch 1, then batch 32
+    monkeypatch.setattr(verb, "compare_latency", lambda *a, **k: next(timings, {"parent": 10.0, "child": 10.0}))
+    child, report = tamer.compress(text_artifact, out=tmp_path / "q", progress=False, quantize="int8")
+    why = child.manifest["quantization"]["whole_model_fallback"]
+    assert "12.00 ms against fp32's 10.00 ms at batch 32" in why and report.steps[0].extra["whole_model_fallback"] == why
+    linear = [r for r in child.manifest["quantization"]["layers"].values() if r["type"] == "linear"]
+    assert linear and all(r["exec"] == "fp32-fallback" and not r["smoothquant"] and why in r["reason"] for r in linear)
+    same, _ = tamer.compress(text_artifact, out=tmp_path / "w", progress=False, quantize="int8", activations="weight-only")
+    task, a = child.load_model()
+    _, b = same.load_model()
+    assert _same_outputs(task, a, b, 4)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("per_token", [True, False])
 def test_compiled_int8_layers_agree_with_eager(per_token):

@@ -179,6 +179,43 @@ def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torc
 SMALL_CALL_SLACK = 1.08
 
 
+# The whole quantized model against fp32 (compare_latency medians, ms per batch): slower than this at either batch
+# size, and every layer falls back to fp32 execution.
+WHOLE_MODEL_SLACK = {1: SMALL_CALL_SLACK, 32: 1.03}
+
+
+def slower_than_fp32(latency: dict[int, dict[str, float]]) -> str | None:
+    """Why the quantized model as a whole is slower than its fp32 parent ({batch: {"parent": ms, "child": ms}}), or
+    None when it is not."""
+    for batch, slack in WHOLE_MODEL_SLACK.items():
+        child, parent = latency[batch]["child"], latency[batch]["parent"]
+        if child > parent * slack:
+            return f"the quantized model took {child:.2f} ms against fp32's {parent:.2f} ms at batch {batch}"
+    return None
+
+
+@torch.no_grad()
+def whole_model_fallback(quant: nn.Module, fp32: nn.Module, recipe: dict[str, Any], config: CompressConfig,
+                         why: str) -> str | None:
+    """Move every layer of `quant` that runs an int8 / int4 kernel to fp32 execution (codes dequantized once), in
+    place, and say so in its recipe row; returns the reason recorded, or None when no layer ran such a kernel."""
+    moved = [n for n, r in recipe.items() if r["exec"] in ("int8-dynamic", "int4-on-the-fly")]
+    reason = f"whole-model fallback: {why}; codes dequantized once at load"
+    for name in moved:
+        m, row = quant.get_submodule(name), recipe[name]
+        if isinstance(m, Int8DynamicLinear) and not bool((m.smooth == 1).all()):
+            # SmoothQuant codes hold W * diag(s); fp32 execution keeps the plain codes, as a layer that fell back alone
+            new = _codes_module(fp32.get_submodule(name), quantize_layer(fp32.get_submodule(name), config), "fp32-fallback")
+        else:
+            new = WeightOnlyLinear(m.shape[1], m.shape[0], m.bias is not None, m.bits, m.group_size, m.signed, cache=True)
+            new.load_state_dict(m.state_dict(), strict=False)  # an int8 layer's `smooth` (all ones) is not needed
+        _set(quant, name, new.eval())
+        for key in ("per_token", "activation_scale_error", "backend", "smooth_alpha", "smooth_alpha_error"):
+            row.pop(key, None)
+        row.update(exec="fp32-fallback", reason=reason, smoothquant=False)
+    return reason if moved else None
+
+
 LARGE_TOKENS = 2048  # a served batch (e.g. 32 sequences of 64 tokens): GEMMs this size are where the time goes
 
 
