@@ -301,7 +301,7 @@ def sentiment_table(args) -> dict:
         splits = task.prepare(0)
         config = CompressConfig(distill_into=args.student, distill_epochs=args.distill_epochs)
         student, _, mapping, init = build_student(task, model, teacher.manifest["model_config"], args.student, 0,
-                                                  batches=calibration_batches(task, splits.train, 256, 0))
+                                                  batches=calibration_batches(task, splits.train, 256, 0), train=splits.train)
         t = time.perf_counter()
         student, _ = train_student(task, student, None, "EncoderClassifier", mapping, splits.train, splits.val, config,
                                    child.manifest["distillation"]["lr"])

@@ -175,3 +175,61 @@ def test_bad_transformer_spec(text_artifact):
         build_student(task, teacher, text_artifact.manifest["model_config"], "channels=8", 0)
     with pytest.raises(UsageError, match="hidden=30 is not a multiple of heads=4"):
         build_student(task, teacher, text_artifact.manifest["model_config"], "hidden=30,heads=4", 0)
+
+
+def test_trimmed_vocabulary_student_is_the_teacher_on_kept_tokens_and_unk_elsewhere(text_artifact):
+    """vocab=N keeps the special tokens and the N - specials most frequent training tokens (counted here
+    independently); before any training the student computes exactly what the teacher does on those tokens, and
+    on a token it dropped what the teacher does on [UNK]."""
+    from collections import Counter
+
+    task, teacher = text_artifact.load_model()
+    splits = task.prepare(0)
+    config = text_artifact.manifest["model_config"]
+    full = config["encoder"]["vocab_size"]
+    student, s_config, _, init = build_student(task, teacher, config, "vocab=40", 0, train=splits.train)
+    student.eval()
+    assert s_config["token_map_size"] == full and s_config["encoder"]["vocab_size"] == 40
+    assert student.encoder.embeddings.word_embeddings.weight.shape[0] == 40
+    assert count_parameters(student) == count_parameters(teacher) - (full - 40) * config["encoder"]["hidden_size"]
+    counts = Counter(i for k in range(len(splits.train)) for i in splits.train[k]["input_ids"])
+    special = set(task.tokenizer.all_special_ids)
+    ranked = sorted((i for i in range(full) if i not in special), key=lambda i: (-counts[i], i))
+    kept = sorted(special | set(ranked[: 40 - len(special)]))
+    rows = student.token_map[torch.tensor(kept)]
+    assert torch.equal(rows, torch.arange(40))
+    assert torch.equal(student.encoder.embeddings.word_embeddings.weight, teacher.encoder.embeddings.word_embeddings.weight[kept])
+    unk = task.tokenizer.unk_token_id
+    dropped = ranked[40 - len(special)]
+    ids = torch.tensor([[kept[5], kept[9], dropped, kept[20]], [kept[7], dropped, kept[30], kept[6]]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        got = student(ids, mask)
+        want = teacher(torch.where(ids == dropped, unk, ids), mask)
+        assert not torch.allclose(teacher(ids, mask), want)  # the dropped token mattered to the teacher
+    torch.testing.assert_close(got, want)
+
+
+def test_trimmed_vocabulary_child_saves_loads_and_reports_coverage(text_artifact, tmp_path):
+    child, report = tamer.compress(text_artifact, out=tmp_path / "v", progress=False, distill_into="layers=1,vocab=40",
+                                   distill_epochs=1)
+    vocab = child.manifest["distillation"]["vocabulary"]
+    assert vocab["kept"] == 40 and vocab["of"] == text_artifact.manifest["model_config"]["encoder"]["vocab_size"]
+    assert vocab["test_tokens_unknown_before"] <= vocab["test_tokens_unknown"] < 1
+    assert report.steps[0].extra["test_tokens_unknown"] == vocab["test_tokens_unknown"]
+    task, student = child.load_model()
+    batch = task.encode(["a sentence with words the student never kept: zyzzyva quixotic", "good"])
+    with torch.no_grad():
+        out = student(**batch)
+    assert torch.isfinite(out).all()
+    assert int(student.token_map.max()) == 39
+
+
+def test_bad_vocabulary_specs(text_artifact, lm_artifact):
+    task, teacher = text_artifact.load_model()
+    config = text_artifact.manifest["model_config"]
+    with pytest.raises(UsageError, match="vocab=3 is not accepted; give a number of tokens from 8"):
+        build_student(task, teacher, config, "vocab=3", 0, train=task.prepare(0).train)
+    lm_task, lm = lm_artifact.load_model()
+    with pytest.raises(UsageError, match="a CausalLM predicts over its vocabulary"):
+        build_student(lm_task, lm, lm_artifact.manifest["model_config"], "vocab=100", 0)

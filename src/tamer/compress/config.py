@@ -34,7 +34,7 @@ class CompressConfig:
                "channels (the digits CNN)")
     finetune_epochs: int = field(0, "epochs of fine-tuning after pruning")
     lr: float | None = field(None, "learning rate of the fine-tune / distillation (default: the task's; at least 2e-4 for a narrower student)")
-    distill_into: str | None = field(None, "student shape, e.g. 'layers=2' or 'layers=2,hidden=128,intermediate=512' (transformers) or 'hidden=32,channels=8' (digits)")
+    distill_into: str | None = field(None, "student shape, e.g. 'layers=2' or 'layers=2,hidden=128,intermediate=512' (transformers; an encoder classifier also takes vocab=N: keep the N most frequent training tokens) or 'hidden=32,channels=8' (digits)")
     distill_epochs: int = field(3, "epochs of distillation")
     temperature: float = field(2.0, "softening temperature of teacher and student logits in distillation")
     alpha: float = field(0.5, "weight of the soft (KL) loss against the hard-label loss in distillation")

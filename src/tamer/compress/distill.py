@@ -221,7 +221,8 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
     teacher_config = parent.manifest["model_config"]
     splits = task.prepare(_seed(parent))
     student, s_config, mapping, init = build_student(task, teacher, teacher_config, config.distill_into, config.seed,
-                                                     batches=calibration_batches(task, splits.train, 256, config.seed))
+                                                     batches=calibration_batches(task, splits.train, 256, config.seed),
+                                                     train=splits.train)
     arch = teacher_config.get("arch")
     lr = config.lr or default_lr(task, init)
     student, history = train_student(task, student, teacher, arch, mapping, splits.train, splits.val, config, lr, progress)
@@ -231,18 +232,40 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
     info = {"teacher_params": t_params, "student_params": s_params, "param_ratio": s_params / t_params,
             "layer_map": mapping, "init": init, "lr": lr, "temperature": config.temperature, "alpha": config.alpha,
             "hidden_weight": config.hidden_weight if mapping else 0.0, "learning_curve": history}
+    if s_config.get("token_map_size"):
+        info["vocabulary"] = vocabulary_coverage(student.token_map, task.tokenizer.unk_token_id, splits.test)
     child = _write(out, parent, task, student, s_config, config, "distill", "fp32", metrics, extra={"distillation": info})
     p_metric, c_metric = headline(task, parent_metrics), headline(task, metrics)
     extra = {"teacher_params": t_params, "student_params": s_params, "param_ratio": s_params / t_params}
     if p_metric and c_metric is not None and task.higher_is_better:
         extra["metric_kept"] = c_metric / p_metric
     detail = f"into {config.distill_into}, {config.distill_epochs} epoch(s), T={config.temperature:g}, alpha={config.alpha:g}"
+    if "vocabulary" in info:
+        v = info["vocabulary"]
+        extra["test_tokens_unknown"] = v["test_tokens_unknown"]
+        detail += (f"; kept {v['kept']:,} of {v['of']:,} tokens, {v['test_tokens_unknown']:.1%} of test tokens "
+                   f"fall outside (were {v['test_tokens_unknown_before']:.1%})")
     return child, StepResult(step="distill", artifact=str(child.path), id=child.id, detail=detail,
                              parent_bytes=_file_bytes(parent), child_bytes=_file_bytes(child), metric=task.metric,
                              parent_metric=p_metric, child_metric=c_metric,
                              latency_ms={f"batch{n}": v for n, v in lat.items()},
                              agreement=output_agreement(task, teacher, student, calibration_batches(task, splits.test, 64, 0)),
                              extra=extra)
+
+
+def vocabulary_coverage(token_map: torch.Tensor, unk: int, test) -> dict:
+    """How much of the test data a trimmed vocabulary covers: the share of test tokens that reach [UNK]'s row
+    (before trimming: those the tokenizer itself made [UNK])."""
+    unk_row = int(token_map[unk])
+    tokens = unknown = before = 0
+    for i in range(len(test)):
+        ids = torch.as_tensor(test[i]["input_ids"], dtype=torch.long)
+        tokens += len(ids)
+        unknown += int((token_map[ids] == unk_row).sum())
+        before += int((ids == unk).sum())
+    kept = int(torch.unique(token_map).numel())
+    return {"kept": kept, "of": len(token_map), "test_tokens": tokens,
+            "test_tokens_unknown": unknown / max(1, tokens), "test_tokens_unknown_before": before / max(1, tokens)}
 
 
 def default_lr(task: Task, init: dict[str, int]) -> float:

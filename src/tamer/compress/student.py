@@ -41,7 +41,8 @@ TRANSFORMERS: dict[str, dict[str, Any]] = {
         "blocks": "encoder.encoder.layer.", "att_out": "attention.output.dense",
         "mlp_in": "intermediate.dense", "mlp_out": "output.dense",
         "block_roles": _BERT_BLOCK,
-        "roles": {**{f"encoder.embeddings.{t}_embeddings.weight": (None, "ch") for t in ("word", "position", "token_type")},
+        "roles": {"encoder.embeddings.word_embeddings.weight": ("vocab", "ch"),
+                  **{f"encoder.embeddings.{t}_embeddings.weight": (None, "ch") for t in ("position", "token_type")},
                   "encoder.embeddings.LayerNorm.weight": ("ch",), "encoder.embeddings.LayerNorm.bias": ("ch",),
                   "head.weight": (None, "ch")}},
     "CausalLM": {
@@ -67,10 +68,14 @@ def student_config(model_config: dict[str, Any], sizes: dict[str, int], spec: st
                              "unpruned parent (the student's own width is set by the spec).")
         info = TRANSFORMERS[arch]
         keys, inner = info["keys"], config[info["sub"]]
+        sizes = dict(sizes)
+        if "vocab" in sizes:
+            _trim_config(config, inner, sizes.pop("vocab"), spec)
         unknown = sorted(set(sizes) - set(keys))
         if unknown:
+            accepted = list(keys) + (["vocab"] if arch == "EncoderClassifier" else [])
             raise UsageError(f"--distill-into {spec!r}: key {unknown[0]!r} does not size the {arch} model; "
-                             f"accepted keys: {', '.join(keys)}.")
+                             f"accepted keys: {', '.join(accepted)}.")
         old_hidden, old_heads = inner[keys["hidden"]], inner[keys["heads"]]
         for key, value in sizes.items():
             inner[keys[key]] = value
@@ -92,6 +97,50 @@ def student_config(model_config: dict[str, Any], sizes: dict[str, int], spec: st
                          f"accepted keys: {', '.join(known) or 'none (this model has no integer sizes)'}.")
     config.update(sizes)
     return config
+
+
+def _trim_config(config: dict[str, Any], encoder: dict[str, Any], vocab: int, spec: str) -> None:
+    """An encoder student with `vocab` rows in its word table; the tokenizer's ids reach them through `token_map`."""
+    if config.get("arch") != "EncoderClassifier":
+        raise UsageError(f"--distill-into {spec!r}: vocab= trims the input vocabulary of an encoder classifier; "
+                         f"a {config.get('arch')} predicts over its vocabulary, so it is not accepted here.")
+    if config.get("token_map_size"):
+        raise UsageError(f"--distill-into {spec!r}: this teacher's vocabulary is already trimmed; distill from its "
+                         "untrimmed parent.")
+    full = int(encoder["vocab_size"])
+    if not 8 <= vocab < full:
+        raise UsageError(f"--distill-into {spec!r}: vocab={vocab} is not accepted; give a number of tokens from 8 "
+                         f"to {full - 1} (the teacher has {full}).")
+    encoder["vocab_size"], config["token_map_size"] = vocab, full
+
+
+def kept_tokens(counts: torch.Tensor, vocab: int, special: list[int]) -> torch.Tensor:
+    """The `vocab` token ids a trimmed student keeps, sorted: the tokenizer's special tokens, then the most frequent
+    in the training data (ties to the lower id), as task-specific vocabulary pruning does (TextPruner, Yang et al.
+    2022)."""
+    special = sorted(set(i for i in special if 0 <= i < len(counts)))[:vocab]
+    taken = set(special)
+    order = torch.argsort(-counts, stable=True)  # most frequent first, ties in id order
+    rest = [i for i in order.tolist() if i not in taken][: vocab - len(special)]
+    return torch.tensor(sorted(special + rest), dtype=torch.long)
+
+
+def token_counts(dataset, size: int) -> torch.Tensor:
+    """How often each token id occurs in a tokenized dataset's examples."""
+    counts = torch.zeros(size, dtype=torch.long)
+    for i in range(len(dataset)):
+        ids = torch.as_tensor(dataset[i]["input_ids"], dtype=torch.long)
+        counts += torch.bincount(ids[ids < size], minlength=size)
+    return counts
+
+
+def set_token_map(student: nn.Module, kept: torch.Tensor, unk: int) -> None:
+    """token_map[id] = the row of `id` in the trimmed table, or the row of [UNK] for an id that was not kept."""
+    rows = {int(t): r for r, t in enumerate(kept.tolist())}
+    if unk not in rows:
+        raise UsageError("the trimmed vocabulary must keep the tokenizer's [UNK] token; the tokenizer names none.")
+    student.token_map.fill_(rows[unk])
+    student.token_map[kept] = torch.arange(len(kept))
 
 
 def layer_map(teacher_layers: int, student_layers: int) -> list[int]:
@@ -183,16 +232,18 @@ def _top(score: torch.Tensor, k: int) -> torch.Tensor:
 
 @torch.no_grad()
 def init_from_teacher(student: nn.Module, teacher: nn.Module, arch: str | None, mapping: list[int],
-                      task: Task | None = None, batches: list[dict] | None = None) -> dict[str, int]:
+                      task: Task | None = None, batches: list[dict] | None = None,
+                      vocab: torch.Tensor | None = None) -> dict[str, int]:
     """Copy what fits from the teacher into the student in place; returns how many tensors were copied, how.
 
     Student block j starts as teacher block m(j). A narrower transformer keeps, consistently in every tensor, the
     teacher's most important residual channels, heads (or attention channels when the head width changes) and MLP
-    neurons (`teacher_importance`): width pruning as the initialisation of the distilled student."""
+    neurons (`teacher_importance`): width pruning as the initialisation of the distilled student. A trimmed
+    vocabulary keeps the teacher's rows of the `vocab` token ids."""
     info = TRANSFORMERS.get(arch or "")
     t_state, s_state = teacher.state_dict(), student.state_dict()
     counts = {"copied": 0, "sliced": 0, "fresh": 0}
-    keep: dict[Any, torch.Tensor] = {}
+    keep: dict[Any, torch.Tensor] = {} if vocab is None else {"vocab": vocab}
     if info:
         (t_width, t_heads), (s_width, s_heads) = _sizes(teacher, arch), _sizes(student, arch)
         score = teacher_importance(teacher, arch, task, batches)
@@ -232,7 +283,7 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, arch: str | None, 
             if p.shape[d] == t.shape[d]:
                 continue
             role = roles[d] if roles and d < len(roles) else None
-            index = keep.get(role if role == "ch" else (role, j))
+            index = keep.get(role if role in ("ch", "vocab") else (role, j))
             if index is None or p.shape[d] > len(index):
                 break
             if role == "mlp":
@@ -247,11 +298,13 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, arch: str | None, 
 
 
 def build_student(task: Task, teacher: nn.Module, teacher_config: dict, spec: str, seed: int,
-                  from_teacher: bool = True, batches: list[dict] | None = None) -> tuple[nn.Module, dict, list[int], dict[str, int]]:
+                  from_teacher: bool = True, batches: list[dict] | None = None,
+                  train=None) -> tuple[nn.Module, dict, list[int], dict[str, int]]:
     """(student, its model config, teacher block of each student block, how its tensors were initialised).
 
     `batches` (training examples) rank the teacher's channels by their activations for a narrower student's
-    initialisation; without them the ranking uses the weights alone."""
+    initialisation; without them the ranking uses the weights alone. `train` (the tokenized training set) picks
+    the tokens a `vocab=N` student keeps."""
     from .config import parse_student_spec
 
     try:
@@ -259,6 +312,15 @@ def build_student(task: Task, teacher: nn.Module, teacher_config: dict, spec: st
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     config = student_config(teacher_config, sizes, spec)
+    kept = None
+    if config.get("token_map_size"):
+        if train is None:
+            raise UsageError(f"--distill-into {spec!r}: vocab= picks tokens from the training data, and none was given.")
+        kept = kept_tokens(token_counts(train, config["token_map_size"]), config["encoder"]["vocab_size"],
+                           list(task.tokenizer.all_special_ids))
+        pad = config["encoder"].get("pad_token_id")
+        if pad is not None:  # the embedding's padding row is the row [PAD] moved to
+            config["encoder"]["pad_token_id"] = int((kept == pad).nonzero()[0, 0]) if bool((kept == pad).any()) else None
     torch.manual_seed(seed)
     try:
         student = task.build_model(config)
@@ -274,5 +336,7 @@ def build_student(task: Task, teacher: nn.Module, teacher_config: dict, spec: st
     if s_params >= t_params:
         raise UsageError(f"--distill-into {spec!r} gives a student of {s_params:,} parameters, not fewer than the "
                          f"teacher's {t_params:,}; give fewer layers or smaller sizes.")
-    init = init_from_teacher(student, teacher, arch, mapping, task, batches) if from_teacher else {}
+    if kept is not None:
+        set_token_map(student, kept, task.tokenizer.unk_token_id)
+    init = init_from_teacher(student, teacher, arch, mapping, task, batches, kept) if from_teacher else {}
     return student, config, mapping, init

@@ -53,15 +53,21 @@ def _narrow_attention(encoder: nn.Module, heads: int) -> None:
 
 
 class EncoderClassifier(nn.Module):
-    """Encoder -> masked mean over tokens -> dropout -> linear head."""
+    """Encoder -> masked mean over tokens -> dropout -> linear head.
 
-    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1):
+    With `token_map_size` the encoder's word table holds a trimmed vocabulary (distillation's `vocab=N`): the buffer
+    `token_map` sends each of the tokenizer's ids to its row, and ids that were not kept to the row of [UNK]."""
+
+    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1, token_map_size: int | None = None):
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+        self.register_buffer("token_map", torch.zeros(token_map_size, dtype=torch.long) if token_map_size else None)
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.token_map is not None:
+            input_ids = self.token_map[input_ids]
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
@@ -190,7 +196,7 @@ class TextClassificationTask(Task):
             encoder = _encoder_from_config(model_config["encoder"])
             if model_config.get("attention_heads"):  # written by structured head pruning
                 _narrow_attention(encoder, model_config["attention_heads"])
-        return EncoderClassifier(encoder, model_config["num_labels"])
+        return EncoderClassifier(encoder, model_config["num_labels"], token_map_size=model_config.get("token_map_size"))
 
     def write_files(self, folder):
         self.tokenizer.save_pretrained(str(folder / "tokenizer"))
