@@ -208,6 +208,11 @@ def test_trimmed_vocabulary_student_is_the_teacher_on_kept_tokens_and_unk_elsewh
         want = teacher(torch.where(ids == dropped, unk, ids), mask)
         assert not torch.allclose(teacher(ids, mask), want)  # the dropped token mattered to the teacher
     torch.testing.assert_close(got, want)
+    from tamer.compress.distill import trimmed_inputs
+    from tamer.tasks.base import ListDataset
+
+    read = trimmed_inputs(ListDataset([{"input_ids": row.tolist(), "labels": 0} for row in ids]), student.token_map, unk)
+    assert [e["input_ids"] for e in read] == torch.where(ids == dropped, unk, ids).tolist()
 
 
 def test_trimmed_vocabulary_child_saves_loads_and_reports_coverage(text_artifact, tmp_path):
@@ -217,12 +222,18 @@ def test_trimmed_vocabulary_child_saves_loads_and_reports_coverage(text_artifact
     assert vocab["kept"] == 40 and vocab["of"] == text_artifact.manifest["model_config"]["encoder"]["vocab_size"]
     assert vocab["test_tokens_unknown_before"] <= vocab["test_tokens_unknown"] < 1
     assert report.steps[0].extra["test_tokens_unknown"] == vocab["test_tokens_unknown"]
+    assert 0 <= vocab["teacher_metric_trimmed"] <= 1
     task, student = child.load_model()
     batch = task.encode(["a sentence with words the student never kept: zyzzyva quixotic", "good"])
     with torch.no_grad():
         out = student(**batch)
     assert torch.isfinite(out).all()
     assert int(student.token_map.max()) == 39
+    q, _ = tamer.compress(child, out=tmp_path / "q", progress=False, quantize="int8", activations="weight-only")
+    _, quantized = q.load_model()
+    assert torch.equal(quantized.token_map, student.token_map)
+    with torch.no_grad():
+        torch.testing.assert_close(quantized(**batch), out, atol=0.05, rtol=0)
 
 
 def test_bad_vocabulary_specs(text_artifact, lm_artifact):

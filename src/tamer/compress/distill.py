@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from ..artifact import Artifact
 from ..errors import UsageError
 from ..progress import progress_bar
-from ..tasks.base import Task
+from ..tasks.base import ListDataset, Task
 from .config import CompressConfig
 from .student import _blocks, _sizes, build_student, count_parameters
 
@@ -234,6 +234,8 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
             "hidden_weight": config.hidden_weight if mapping else 0.0, "learning_curve": history}
     if s_config.get("token_map_size"):
         info["vocabulary"] = vocabulary_coverage(student.token_map, task.tokenizer.unk_token_id, splits.test)
+        trimmed = task.evaluate(teacher, trimmed_inputs(splits.test, student.token_map, task.tokenizer.unk_token_id))
+        info["vocabulary"]["teacher_metric_trimmed"] = headline(task, trimmed)
     child = _write(out, parent, task, student, s_config, config, "distill", "fp32", metrics, extra={"distillation": info})
     p_metric, c_metric = headline(task, parent_metrics), headline(task, metrics)
     extra = {"teacher_params": t_params, "student_params": s_params, "param_ratio": s_params / t_params}
@@ -244,7 +246,8 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
         v = info["vocabulary"]
         extra["test_tokens_unknown"] = v["test_tokens_unknown"]
         detail += (f"; kept {v['kept']:,} of {v['of']:,} tokens, {v['test_tokens_unknown']:.1%} of test tokens "
-                   f"fall outside (were {v['test_tokens_unknown_before']:.1%})")
+                   f"fall outside (were {v['test_tokens_unknown_before']:.1%}); the teacher reading the same [UNK]s "
+                   f"scores {v['teacher_metric_trimmed']:.4g}")
     return child, StepResult(step="distill", artifact=str(child.path), id=child.id, detail=detail,
                              parent_bytes=_file_bytes(parent), child_bytes=_file_bytes(child), metric=task.metric,
                              parent_metric=p_metric, child_metric=c_metric,
@@ -266,6 +269,19 @@ def vocabulary_coverage(token_map: torch.Tensor, unk: int, test) -> dict:
     kept = int(torch.unique(token_map).numel())
     return {"kept": kept, "of": len(token_map), "test_tokens": tokens,
             "test_tokens_unknown": unknown / max(1, tokens), "test_tokens_unknown_before": before / max(1, tokens)}
+
+
+def trimmed_inputs(dataset, token_map: torch.Tensor, unk: int) -> ListDataset:
+    """The dataset as a trimmed vocabulary reads it: every token that was not kept replaced by [UNK] (what the
+    teacher scores on this tells the vocabulary's loss apart from the smaller network's)."""
+    unk_row = int(token_map[unk])
+    out = []
+    for i in range(len(dataset)):
+        example = dict(dataset[i])
+        ids = torch.as_tensor(example["input_ids"], dtype=torch.long)
+        example["input_ids"] = torch.where((token_map[ids] == unk_row) & (ids != unk), unk, ids).tolist()
+        out.append(example)
+    return ListDataset(out)
 
 
 def default_lr(task: Task, init: dict[str, int]) -> float:
