@@ -284,3 +284,53 @@ def test_compiled_int8_layers_agree_with_eager(per_token):
         eager, got, ref = model(x), fast(x), fp32(x)
     assert torch.nn.functional.cosine_similarity(got.flatten(), eager.flatten(), dim=0) > 0.9999
     assert torch.nn.functional.cosine_similarity(got.flatten(), ref.flatten(), dim=0) > 0.999
+
+
+def test_layers_that_fall_back_keep_their_smoothquant_factors_for_compiled(text_artifact, tmp_path, monkeypatch):
+    """A layer that loses its timing runs fp32 from plain codes, but the SmoothQuant factors calibration chose for it
+    are saved with it, so compiled() can code it as the int8 layers are coded."""
+    from tamer.compress import quantize as quantize_module
+
+    monkeypatch.setattr(quantize_module, "time_layer", lambda *a, **k: (0.5, 1.0))  # fp32 always wins
+    child, _ = tamer.compress(text_artifact, out=tmp_path / "q", progress=False, quantize="int8")
+    rows = child.manifest["quantization"]["layers"]
+    smoothed = [n for n, r in rows.items() if r.get("int8_smooth")]
+    assert smoothed and all(rows[n]["exec"] == "fp32-fallback" and rows[n]["smooth_alpha"] > 0 for n in smoothed)
+    task, model = child.load_model()
+    plain, _ = tamer.compress(text_artifact, out=tmp_path / "w", progress=False, quantize="int8", activations="weight-only")
+    _, reference = plain.load_model()
+    assert _same_outputs(task, model, reference, 4)  # eager: the factors change nothing
+    for name in smoothed:
+        s = model.get_submodule(name).int8_smooth
+        assert s is not None and not bool((s == 1).all())
+
+
+@pytest.mark.skipif("onednn" not in __import__("tamer.compress.layers", fromlist=["BACKENDS"]).BACKENDS,
+                    reason="compiled() moves layers to the int8 GEMM only where oneDNN's is available")
+def test_compiled_codes_a_fallen_back_layer_with_its_smoothquant_factors():
+    """With one activation channel 40x the others, the int8 GEMM's error on the fallen-back layer is smaller
+    when compiled() smooths it with the stored factors than when it codes the plain weight (SmoothQuant's claim);
+    and the smoothed codes still stand for the same weight."""
+    from tamer.compress import compiled
+    from tamer.compress.quantize import smoothing_factors
+
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 48)
+    x = torch.randn(256, 64)
+    x[:, 3] *= 40
+    w = lin.weight.detach()
+    q = quantize(w, 8, "sym", "channel")
+    errors = {}
+    for label, smooth in (("plain", None), ("smoothed", smoothing_factors(x.abs().amax(0), w, 0.5))):
+        model = nn.Sequential(_codes_module(lin, q, "fp32-fallback", smooth))
+        compiled(model)  # converts in place; nothing compiles until the first call
+        layer = model[0]
+        assert isinstance(layer, Int8DynamicLinear)
+        if smooth is not None:
+            assert torch.equal(layer.smooth, smooth)
+            # two roundings: the plain code (half its step) and the smoothed code (half its step, divided by s)
+            bound = q.scale[:, None] / 2 + layer.scale.reshape(-1, 1) / (2 * smooth[None, :])
+            assert bool(((layer.weight() - w).abs() <= bound * 1.0001 + 1e-7).all())
+        with torch.inference_mode():
+            errors[label] = float((layer(x) - lin(x)).norm() / lin(x).norm())
+    assert errors["smoothed"] < 0.7 * errors["plain"], errors

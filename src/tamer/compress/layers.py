@@ -51,8 +51,14 @@ class _Codes(nn.Module):
 
 
 class WeightOnlyLinear(_Codes):
-    def __init__(self, in_features, out_features, bias=True, bits=8, group_size=None, signed=True, cache=False):
+    """A linear layer computed in fp32 from its codes. With `int8_smooth` it also keeps the SmoothQuant factors
+    that calibration chose for it (buffer `int8_smooth`): unused here, they are what `compiled()` smooths with when
+    it moves the layer onto the int8 GEMM."""
+
+    def __init__(self, in_features, out_features, bias=True, bits=8, group_size=None, signed=True, cache=False,
+                 int8_smooth=False):
         super().__init__((out_features, in_features), bits, group_size, signed, bias, cache)
+        self.register_buffer("int8_smooth", torch.ones(in_features) if int8_smooth else None)
 
     def forward(self, x):
         return F.linear(x, self.weight(), self.bias)

@@ -98,7 +98,9 @@ def _codes_module(m: nn.Module, q: Quantized, exec_: str, smooth: torch.Tensor |
     else:
         w = linear_weight(m)
         new = WeightOnlyLinear(w.shape[1], w.shape[0], bias is not None, q.bits, q.group_size, signed,
-                               cache=exec_ == "fp32-fallback")
+                               cache=exec_ == "fp32-fallback", int8_smooth=smooth is not None)
+        if smooth is not None:  # the codes stay plain; the factors wait for compiled()
+            new.int8_smooth.copy_(smooth)
     new.qweight.copy_(codes.reshape(new.qweight.shape))
     new.scale.copy_(q.scale.reshape(new.scale.shape))
     new.zero_point.copy_(q.zero_point.reshape(new.zero_point.shape))
@@ -203,16 +205,19 @@ def whole_model_fallback(quant: nn.Module, fp32: nn.Module, recipe: dict[str, An
     reason = f"whole-model fallback: {why}; codes dequantized once at load"
     for name in moved:
         m, row = quant.get_submodule(name), recipe[name]
-        if isinstance(m, Int8DynamicLinear) and not bool((m.smooth == 1).all()):
-            # SmoothQuant codes hold W * diag(s); fp32 execution keeps the plain codes, as a layer that fell back alone
-            new = _codes_module(fp32.get_submodule(name), quantize_layer(fp32.get_submodule(name), config), "fp32-fallback")
+        smoothed = isinstance(m, Int8DynamicLinear) and not bool((m.smooth == 1).all())
+        if smoothed:  # SmoothQuant codes hold W * diag(s); fp32 execution keeps the plain codes and, for compiled(), s
+            f = fp32.get_submodule(name)
+            new = _codes_module(f, quantize_layer(f, config), "fp32-fallback", smooth=m.smooth.clone())
         else:
             new = WeightOnlyLinear(m.shape[1], m.shape[0], m.bias is not None, m.bits, m.group_size, m.signed, cache=True)
             new.load_state_dict(m.state_dict(), strict=False)  # an int8 layer's `smooth` (all ones) is not needed
         _set(quant, name, new.eval())
-        for key in ("per_token", "activation_scale_error", "backend", "smooth_alpha", "smooth_alpha_error"):
+        for key in ("per_token", "activation_scale_error", "backend") + (() if smoothed else ("smooth_alpha", "smooth_alpha_error")):
             row.pop(key, None)
         row.update(exec="fp32-fallback", reason=reason, smoothquant=False)
+        if smoothed:
+            row["int8_smooth"] = True
     return reason if moved else None
 
 
@@ -273,11 +278,14 @@ def quantize_model(model: nn.Module, config: CompressConfig, run_calibration: Ca
         if name in samples and _int8_gemm_candidate(m, q, config):
             per_token, scale_errors = activation_scales(m, q, samples[name], smooth, config.activation_scales)
         exec_, reason, timing = choose_exec(m, q, config, samples.get(name), smooth, per_token)
-        if smooth is not None and exec_ != "int8-dynamic":  # fp32 execution: keep the plain codes, no smoothing
-            q, smooth = quantize_layer(m, config), None
+        if smooth is not None and exec_ != "int8-dynamic":  # fp32 execution: plain codes; factors kept for compiled()
+            q = quantize_layer(m, config)
         recipe[name] = {**layer_spec(m), "bits": q.bits, "scheme": q.scheme, "group_size": q.group_size,
                         "granularity": "group" if q.group_size else ("tensor" if q.scale.dim() == 0 else "channel"),
-                        "exec": exec_, "reason": reason, "smoothquant": smooth is not None, "timing": timing}
+                        "exec": exec_, "reason": reason, "smoothquant": exec_ == "int8-dynamic" and smooth is not None,
+                        "timing": timing}
+        if smooth is not None and exec_ != "int8-dynamic":
+            recipe[name].update(int8_smooth=True, **alpha_info)
         if exec_ == "int8-dynamic":
             recipe[name].update(per_token=per_token, activation_scale_error=scale_errors, backend=timing["backend"],
                                 **alpha_info)
@@ -386,7 +394,8 @@ def empty_layer(spec: dict[str, Any]) -> nn.Module:
         if spec.get("backend") in BACKENDS:  # else: the one this build has (the recorded one is missing here)
             layer.backend = spec["backend"]
         return layer
-    return WeightOnlyLinear(in_f, out_f, spec["bias"], bits, g, signed, cache=spec["exec"] == "fp32-fallback")
+    return WeightOnlyLinear(in_f, out_f, spec["bias"], bits, g, signed, cache=spec["exec"] == "fp32-fallback",
+                            int8_smooth=bool(spec.get("int8_smooth")))
 
 
 def load_quantized(model: nn.Module, state_dict: dict[str, torch.Tensor], manifest: dict[str, Any]) -> nn.Module:
@@ -404,7 +413,8 @@ def compiled(fn: Callable, int8_everywhere: bool = True):
     passes around them (per-token min / max and coding, the rescale, the bias) with the neighbouring elementwise work
     (GELU, residual adds, LayerNorm). Those passes are what made some layers fall back to fp32 when compression timed
     them eagerly, so with `int8_everywhere` every linear layer whose codes are symmetric int8 runs oneDNN's int8 GEMM
-    (the layers that fell back have no SmoothQuant factors: they get per-token codes alone). Call the result under
+    (a layer that fell back is requantized from its plain codes times the SmoothQuant factors that calibration chose
+    for it, kept in its `int8_smooth` buffer; one without them gets per-token codes alone). Call the result under
     torch.inference_mode(); the first call of each input shape compiles (30-80 s for MiniLM on 2 cores).
     """
     owner = getattr(fn, "__self__", fn)
@@ -413,7 +423,15 @@ def compiled(fn: Callable, int8_everywhere: bool = True):
         for name, m in list(owner.named_modules()):
             if int8_everywhere and onednn and _int8_codes(m):
                 new = Int8DynamicLinear(m.shape[1], m.shape[0], m.bias is not None).to(m.qweight.device)
-                new.load_state_dict(m.state_dict(), strict=False)  # `smooth` stays ones: no SmoothQuant factors
+                if m.int8_smooth is None:
+                    state = {k: v for k, v in m.state_dict().items() if k != "int8_smooth"}
+                else:  # x W^T = (x / s) (W s)^T: code W s per output channel
+                    q = quantize(m.weight() * m.int8_smooth, 8, "sym", "channel", None)
+                    state = {"qweight": q.q, "scale": q.scale, "zero_point": q.zero_point, "smooth": m.int8_smooth}
+                    if m.bias is not None:
+                        state["bias"] = m.bias
+                new.load_state_dict(state, strict=False)  # without factors `smooth` stays ones
+                new.prepare()
                 _set(owner, name, new)
                 m = new
             if isinstance(m, Int8DynamicLinear):
