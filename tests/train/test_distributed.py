@@ -106,7 +106,10 @@ def test_fsdp_with_accumulation_matches_one(reference, tmp_path):
     log = tmp_path / "log"
     spec = {"out": str(tmp_path / "fsdp"), "options": {**OPTIONS, "strategy": "fsdp", "accumulate": 2}}
     finish(torchrun(spec, log), log)
-    assert max_diff(reference, tmp_path / "fsdp") < 1e-5
+    # 2 ranks x 2 micro-batches sum each gradient in another order than one process does; over 2 epochs the optimizer
+    # carries that float rounding to ~1e-5 on the weights (1.4e-5 measured on an AMD EPYC host, under 1e-5 on
+    # others), far below what a micro-batch lost or counted twice does to the trajectory (the losses are checked too).
+    assert max_diff(reference, tmp_path / "fsdp") < 5e-5
     assert losses(tmp_path / "fsdp") == pytest.approx(losses(reference), abs=1e-5)
 
 
