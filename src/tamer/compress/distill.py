@@ -233,9 +233,11 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
             "layer_map": mapping, "init": init, "lr": lr, "temperature": config.temperature, "alpha": config.alpha,
             "hidden_weight": config.hidden_weight if mapping else 0.0, "learning_curve": history}
     if s_config.get("token_map_size"):
-        info["vocabulary"] = vocabulary_coverage(student.token_map, task.tokenizer.unk_token_id, splits.test)
-        trimmed = task.evaluate(teacher, trimmed_inputs(splits.test, student.token_map, task.tokenizer.unk_token_id))
-        info["vocabulary"]["teacher_metric_trimmed"] = headline(task, trimmed)
+        unk = task.tokenizer.unk_token_id
+        reading = trimmed_inputs(splits.test, student.token_map, unk)
+        info["vocabulary"] = {**vocabulary_coverage(splits.test, reading, unk, s_config["encoder"]["vocab_size"],
+                                                    s_config["token_map_size"]),
+                              "teacher_metric_trimmed": headline(task, task.evaluate(teacher, reading))}
     child = _write(out, parent, task, student, s_config, config, "distill", "fp32", metrics, extra={"distillation": info})
     p_metric, c_metric = headline(task, parent_metrics), headline(task, metrics)
     extra = {"teacher_params": t_params, "student_params": s_params, "param_ratio": s_params / t_params}
@@ -256,19 +258,14 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
                              extra=extra)
 
 
-def vocabulary_coverage(token_map: torch.Tensor, unk: int, test) -> dict:
-    """How much of the test data a trimmed vocabulary covers: the share of test tokens that reach [UNK]'s row
-    (before trimming: those the tokenizer itself made [UNK])."""
-    unk_row = int(token_map[unk])
-    tokens = unknown = before = 0
-    for i in range(len(test)):
-        ids = torch.as_tensor(test[i]["input_ids"], dtype=torch.long)
-        tokens += len(ids)
-        unknown += int((token_map[ids] == unk_row).sum())
-        before += int((ids == unk).sum())
-    kept = int(torch.unique(token_map).numel())
-    return {"kept": kept, "of": len(token_map), "test_tokens": tokens,
-            "test_tokens_unknown": unknown / max(1, tokens), "test_tokens_unknown_before": before / max(1, tokens)}
+def vocabulary_coverage(test, reading, unk: int, kept: int, full: int) -> dict:
+    """How much of the test data a trimmed vocabulary of `kept` of `full` tokens covers: the share of test tokens
+    that are [UNK] as it reads them (`reading`, from `trimmed_inputs`) and as the tokenizer itself made them."""
+    tokens = sum(len(e["input_ids"]) for e in reading)
+    unknown = sum(list(e["input_ids"]).count(unk) for e in reading)
+    before = sum(list(test[i]["input_ids"]).count(unk) for i in range(len(test)))
+    return {"kept": kept, "of": full, "test_tokens": tokens, "test_tokens_unknown": unknown / max(1, tokens),
+            "test_tokens_unknown_before": before / max(1, tokens)}
 
 
 def trimmed_inputs(dataset, token_map: torch.Tensor, unk: int) -> ListDataset:
