@@ -278,13 +278,14 @@ def quantize_model(model: nn.Module, config: CompressConfig, run_calibration: Ca
         if name in samples and _int8_gemm_candidate(m, q, config):
             per_token, scale_errors = activation_scales(m, q, samples[name], smooth, config.activation_scales)
         exec_, reason, timing = choose_exec(m, q, config, samples.get(name), smooth, per_token)
-        if smooth is not None and exec_ != "int8-dynamic":  # fp32 execution: plain codes; factors kept for compiled()
+        for_compiled = smooth is not None and exec_ != "int8-dynamic"
+        if for_compiled:  # fp32 execution: plain codes; the factors are kept for compiled()
             q = quantize_layer(m, config)
         recipe[name] = {**layer_spec(m), "bits": q.bits, "scheme": q.scheme, "group_size": q.group_size,
                         "granularity": "group" if q.group_size else ("tensor" if q.scale.dim() == 0 else "channel"),
-                        "exec": exec_, "reason": reason, "smoothquant": exec_ == "int8-dynamic" and smooth is not None,
+                        "exec": exec_, "reason": reason, "smoothquant": smooth is not None and not for_compiled,
                         "timing": timing}
-        if smooth is not None and exec_ != "int8-dynamic":
+        if for_compiled:
             recipe[name].update(int8_smooth=True, **alpha_info)
         if exec_ == "int8-dynamic":
             recipe[name].update(per_token=per_token, activation_scale_error=scale_errors, backend=timing["backend"],
@@ -321,16 +322,16 @@ def choose_smoothing(m: nn.Module, act_amax: torch.Tensor, sample: torch.Tensor 
     if config.smooth_alpha is not None or sample is None:
         alpha = config.smooth_alpha if config.smooth_alpha is not None else SMOOTH_ALPHA
         if alpha == 0:
-            return None, quantize(w, 8, "sym", "channel", None), {"smooth_alpha": 0.0}
+            return None, gemm_codes(w), {"smooth_alpha": 0.0}
         smooth = smoothing_factors(act_amax, w, alpha)
-        return smooth, quantize(w * smooth, 8, "sym", "channel", None), {"smooth_alpha": alpha}
+        return smooth, gemm_codes(w, smooth), {"smooth_alpha": alpha}
     x = sample.reshape(-1, sample.shape[-1]).float()[:2048]
     ref = nn.functional.linear(x, w)
     per_token = config.activation_scales != "tensor"
     best, errors = None, {}
     for alpha in SMOOTH_ALPHAS:
         smooth = smoothing_factors(act_amax, w, alpha) if alpha > 0 else None
-        q = quantize(w * smooth if smooth is not None else w, 8, "sym", "channel", None)
+        q = gemm_codes(w, smooth)
         errors[alpha] = _int8_output_error(m, q, x, ref, smooth, per_token)
         if best is None or errors[alpha] < best[0]:
             best = (errors[alpha], alpha, smooth, q)
@@ -359,6 +360,11 @@ def activation_scales(m: nn.Module, q: Quantized, sample: torch.Tensor, smooth: 
 
 
 SMOOTH_ALPHA = 0.5  # the migration strength SmoothQuant found best for most models (its section 4); used uncalibrated
+
+
+def gemm_codes(w: torch.Tensor, smooth: torch.Tensor | None = None) -> Quantized:
+    """Symmetric per-channel int8 codes, the int8 GEMM's format, of W (or of W * diag(s) with SmoothQuant's s)."""
+    return quantize(w * smooth if smooth is not None else w, 8, "sym", "channel", None)
 
 
 def smoothing_factors(act_amax: torch.Tensor, weight: torch.Tensor, alpha: float = SMOOTH_ALPHA) -> torch.Tensor:
@@ -426,7 +432,7 @@ def compiled(fn: Callable, int8_everywhere: bool = True):
                 if m.int8_smooth is None:
                     state = {k: v for k, v in m.state_dict().items() if k != "int8_smooth"}
                 else:  # x W^T = (x / s) (W s)^T: code W s per output channel
-                    q = quantize(m.weight() * m.int8_smooth, 8, "sym", "channel", None)
+                    q = gemm_codes(m.weight(), m.int8_smooth)
                     state = {"qweight": q.q, "scale": q.scale, "zero_point": q.zero_point, "smooth": m.int8_smooth}
                     if m.bias is not None:
                         state["bias"] = m.bias

@@ -318,9 +318,9 @@ def build_student(task: Task, teacher: nn.Module, teacher_config: dict, spec: st
             raise UsageError(f"--distill-into {spec!r}: vocab= picks tokens from the training data, and none was given.")
         kept = kept_tokens(token_counts(train, config["token_map_size"]), config["encoder"]["vocab_size"],
                            list(task.tokenizer.all_special_ids))
-        pad = config["encoder"].get("pad_token_id")
+        pad, rows = config["encoder"].get("pad_token_id"), kept.tolist()
         if pad is not None:  # the embedding's padding row is the row [PAD] moved to
-            config["encoder"]["pad_token_id"] = int((kept == pad).nonzero()[0, 0]) if bool((kept == pad).any()) else None
+            config["encoder"]["pad_token_id"] = rows.index(pad) if pad in rows else None
     torch.manual_seed(seed)
     try:
         student = task.build_model(config)
