@@ -8,7 +8,9 @@ with one, a client holding ~120 digits takes ~4 steps a round, and 20 rounds wer
 With `--private`, the server adds client-level differential privacy (DP-FedAvg, McMahan et al. 2018): each
 client's update is clipped to `max_grad_norm`, the clipped updates are averaged with equal weights, and Gaussian
 noise calibrated by Opacus's RDP accountant (every client takes part in every round) keeps the whole run
-within (epsilon, delta) for any one client's data.
+within (epsilon, delta) for any one client's data. That noise comes from `SecureRandom` (OS entropy), never from
+the seed, so a run cannot be replayed to subtract it. A tokenizer fitted on the clients' pooled text would leave
+their data through its vocabulary: federate refuses one (tasks name their way out, such as --tokenizer-data).
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ from ..progress import progress_bar
 from ..report import Report, figure_html, table_html
 from ..tasks.base import Task
 from .config import PrivacyConfig
+from .privacy import refuse_fitted_state
+from .secure_random import SecureRandom
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ def fedavg(states: list[dict[str, torch.Tensor]], weights: list[float]) -> dict[
     return out
 
 
-def private_average(global_state, states, clip: float, sigma: float, generator: torch.Generator):
+def private_average(global_state, states, clip: float, sigma: float, rng: SecureRandom):
     """DP-FedAvg: clip each client's update to `clip` (L2 over all weights), average equally, add N(0, (sigma clip / K)^2)."""
     names = [n for n, t in global_state.items() if t.is_floating_point()]
     updates = []
@@ -112,7 +116,7 @@ def private_average(global_state, states, clip: float, sigma: float, generator: 
     out = dict(global_state)
     for n in names:
         mean = sum(u[n] for u in updates) / k
-        noise = torch.randn(mean.shape, generator=generator, dtype=torch.float64) * (sigma * clip / k)
+        noise = rng.normal(mean.shape, sigma * clip / k, dtype=torch.float64)
         out[n] = (global_state[n].double() + mean + noise).to(global_state[n].dtype)
     return out
 
@@ -120,7 +124,7 @@ def private_average(global_state, states, clip: float, sigma: float, generator: 
 def run_rounds(task: Task, model: torch.nn.Module, clients: list, config: FederateConfig, sigma: float = 0.0,
                clip: float = 0.0, after_round=None) -> torch.nn.Module:
     """`config.rounds` of FedAvg over the client datasets, updating `model` in place."""
-    noise = torch.Generator().manual_seed(config.seed + 7)
+    noise = SecureRandom() if sigma else None
     for rnd in range(1, config.rounds + 1):
         global_state = copy.deepcopy(model.state_dict())
         states, weights = [], []
@@ -195,6 +199,7 @@ def federate(task: Task, config: FederateConfig, out: str | Path, privacy: Priva
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")
+    refuse_fitted_state(task, "federate")
     torch.manual_seed(config.seed)
     splits = task.prepare(config.seed)
     labels = np.asarray([int(splits.train[i]["labels"]) for i in range(len(splits.train))])
@@ -234,7 +239,8 @@ def federate(task: Task, config: FederateConfig, out: str | Path, privacy: Priva
     if sigma:
         record = {"privacy": {"level": "client", "epsilon": history[-1]["epsilon"], "epsilon_target": privacy.epsilon,
                               "delta": privacy.delta, "noise_multiplier": sigma, "max_grad_norm": privacy.max_grad_norm,
-                              "accountant": "rdp (opacus), sample rate 1"}}
+                              "accountant": "rdp (opacus), sample rate 1",
+                              "noise_source": "os entropy (AES-256-CTR), not the seed"}}
     return save_artifact(
         out, model.state_dict(), task=task.to_manifest(), model_config=task.model_config(), verb="federate",
         options={**dataclasses.asdict(config), **({"private": True, "epsilon": privacy.epsilon, "delta": privacy.delta,

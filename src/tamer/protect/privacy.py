@@ -5,6 +5,9 @@ the noise multiplier for the planned steps under its RDP accountant; before ever
 that epoch would bring and stops instead of exceeding the target. Per-example clipping is Opacus's ghost clipping
 when the task's loss can be taken per example (1.3 s instead of 2.3 s for digits' 200 steps; hooks otherwise).
 The model is the final one (no checkpoint picked by validation), and the artifact it writes is a normal one.
+The noise and the Poisson sampling come from `SecureRandom` (OS entropy through AES-CTR), never from the seed: the
+seed governs initialisation, the data split and dropout, so two runs with one seed spend the same epsilon and end
+with different weights, and nobody can replay a run to subtract the noise.
 A task may offer a DP-friendly model (`task.private_model_config()`, e.g. digits' tanh MLP: per-step noise grows
 with the number of weights, and tempered activations suit clipped, noisy gradients); the private path builds that
 one and records it in the artifact, otherwise the task's usual model.
@@ -27,6 +30,7 @@ from ..progress import progress_bar
 from ..report import Report, table_html
 from ..tasks.base import Task
 from .config import PrivacyConfig
+from .secure_random import SecureRandom
 
 # Chosen for DP-SGD on small data, on digits' validation split at epsilon 3 (1,257 training images, the tanh MLP):
 # a large batch (sampling rate 0.2) and AdamW at 0.02, five times the usual rate (0.01: 3 points lower on validation;
@@ -107,6 +111,56 @@ def private_model_config(task: Task) -> dict[str, Any]:
     return variant() if callable(variant) else task.model_config()
 
 
+def refuse_fitted_state(task: Task, verb: str) -> None:
+    """State fitted on the training split (a tokenizer's vocabulary) is outside any epsilon: a rare word of one
+    record, a name, would be stored in it. Refuse it with the task's own way out."""
+    fitted = task.fitted_on_training_data()
+    if fitted:
+        what, remedy = next(iter(fitted.items()))
+        raise UsageError(f"{verb} would fit the {what} of task {task.name!r} on the private training data, outside any "
+                         f"privacy guarantee (rare words such as names end up in it); {remedy}.")
+
+
+def frozen_for_privacy(model: torch.nn.Module, task: Task) -> list[str]:
+    """Freeze what the task keeps at its public, pretrained values under DP-SGD; returns the prefixes frozen."""
+    prefixes = list(task.private_frozen())
+    for name, p in model.named_parameters():
+        if any(name.startswith(prefix) for prefix in prefixes):
+            p.requires_grad_(False)
+    return prefixes
+
+
+class SecurePoissonSampler:
+    """Batches of indices for DP-SGD: every example joins every batch independently with probability `sample_rate`
+    (the sampling the RDP accountant assumes), drawn from `SecureRandom`; a batch may be empty."""
+
+    def __init__(self, size: int, sample_rate: float, steps: int, rng: SecureRandom):
+        self.size, self.sample_rate, self.steps, self.rng = size, sample_rate, steps, rng
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            yield torch.nonzero(self.rng.bernoulli(self.size, self.sample_rate)).flatten().tolist()
+
+
+def add_secure_noise(optimizer, rng: SecureRandom) -> None:
+    """Make an Opacus DP optimizer draw its Gaussian noise from `rng` (what its `secure_mode` does with torchcsprng,
+    which no longer builds against current torch): the same mechanism and standard deviation, a secure source."""
+    from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
+
+    def add_noise() -> None:
+        std = getattr(optimizer, "_adjusted_noise_multiplier", optimizer.noise_multiplier) * optimizer.max_grad_norm
+        for p in optimizer.params:
+            _check_processed_flag(p.summed_grad)
+            noise = rng.normal(p.summed_grad.shape, std, p.summed_grad.dtype, p.summed_grad.device)
+            p.grad = (p.summed_grad + noise).view_as(p)
+            _mark_as_processed(p.summed_grad)
+
+    optimizer.add_noise = add_noise
+
+
 def _seed(seed: int) -> None:
     import random
 
@@ -118,12 +172,18 @@ def _seed(seed: int) -> None:
 
 
 def make_private(model: torch.nn.Module, optimizer, loader: DataLoader, task: Task, noise_multiplier: float,
-                 max_grad_norm: float, mode: str | None = None):
+                 max_grad_norm: float, mode: str | None = None, rng: SecureRandom | None = None):
     """Opacus's engine, model, optimizer, Poisson-sampling loader and loss. Ghost clipping (Opacus's fast gradient
     clipping: per-example gradient norms without per-example gradients, then a second backward pass weighted by the
-    clipping factors) when the task's loss can be taken per example; else per-example gradients by hooks."""
+    clipping factors) when the task's loss can be taken per example; else per-example gradients by hooks.
+    Sampling and noise come from `rng` (a fresh `SecureRandom` unless one is given), never from torch's seeded
+    generators: `loader` is replaced by one whose batches `SecurePoissonSampler` draws, as many per epoch."""
     from opacus import PrivacyEngine
 
+    rng = rng or SecureRandom()
+    sampler = SecurePoissonSampler(len(loader.dataset), 1.0 / len(loader), len(loader), rng)
+    collate = loader.collate_fn
+    loader = DataLoader(loader.dataset, batch_sampler=sampler, collate_fn=lambda xs: collate(xs) if xs else None)
     each = per_example_loss(task)
     mode = mode or ("ghost" if each is not None else "hooks")
     with warnings.catch_warnings():
@@ -132,12 +192,14 @@ def make_private(model: torch.nn.Module, optimizer, loader: DataLoader, task: Ta
         if mode == "ghost":
             model, optimizer, criterion, loader = engine.make_private(
                 module=model, optimizer=optimizer, data_loader=loader, criterion=_GhostCriterion(each),
-                noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm, grad_sample_mode="ghost")
+                noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm, grad_sample_mode="ghost",
+                poisson_sampling=False)  # the loader samples by Poisson already, from the secure source
         else:
             model, optimizer, loader = engine.make_private(
                 module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=noise_multiplier,
-                max_grad_norm=max_grad_norm, grad_sample_mode=mode)
+                max_grad_norm=max_grad_norm, grad_sample_mode=mode, poisson_sampling=False)
             criterion = task.loss
+    add_secure_noise(optimizer, rng)
     return engine, model, optimizer, loader, criterion, mode
 
 
@@ -158,7 +220,8 @@ def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, o
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")
-    opts = {**DP_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    refuse_fitted_state(task, "train --private")
+    opts = {**DP_DEFAULTS, **task.private_train_defaults(), **{k: v for k, v in options.items() if v is not None}}
     unsupported = sorted(k for k in opts if k not in DP_DEFAULTS)
     if unsupported:
         raise UsageError(f"option {unsupported[0]!r} is not supported with --private; accepted: {', '.join(DP_DEFAULTS)}.")
@@ -172,13 +235,13 @@ def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, o
                          f"large allows leaking a whole example. Use a smaller one, such as {10 ** math.floor(math.log10(0.1 / n)):g}.")
     model_config = private_model_config(task)
     model = task.build_model(model_config)
+    frozen = frozen_for_privacy(model, task)
     refuse_unsupported_layers(model, task)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = (torch.optim.SGD(params, lr=opts["lr"], momentum=0.9, weight_decay=opts["weight_decay"])
                  if opts["optimizer"] == "sgd" else torch.optim.AdamW(params, lr=opts["lr"], weight_decay=opts["weight_decay"]))
-    loader = DataLoader(splits.train, batch_size=min(opts["batch_size"], n), shuffle=True, collate_fn=task.collate,
-                        generator=torch.Generator().manual_seed(opts["seed"]))
-    # Opacus samples each example with probability 1 / len(loader) per step, len(loader) steps an epoch
+    loader = DataLoader(splits.train, batch_size=min(opts["batch_size"], n), collate_fn=task.collate)
+    # each example joins each step with probability 1 / len(loader), len(loader) steps an epoch (make_private)
     steps_per_epoch = len(loader)
     q = 1.0 / steps_per_epoch
     sigma = noise_for(privacy.epsilon, privacy.delta, q, steps_per_epoch * opts["epochs"])
@@ -220,7 +283,8 @@ def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, o
     spent = float(engine.get_epsilon(privacy.delta)) if steps else 0.0  # the engine's own accountant, every step it saw
     record = {"epsilon_target": privacy.epsilon, "epsilon": spent, "delta": privacy.delta,
               "max_grad_norm": privacy.max_grad_norm, "noise_multiplier": sigma, "sample_rate": q, "steps": steps,
-              "accountant": "rdp (opacus)", "grad_sample_mode": mode, "stopped": stopped}
+              "accountant": "rdp (opacus)", "grad_sample_mode": mode, "stopped": stopped,
+              "noise_source": "os entropy (AES-256-CTR), not the seed", "frozen": frozen}
     return save_artifact(
         out, final.state_dict(), task=task.to_manifest(), model_config=model_config, verb="train",
         options={**opts, "private": True, "epsilon": privacy.epsilon, "delta": privacy.delta,

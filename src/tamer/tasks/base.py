@@ -135,6 +135,20 @@ class Task(ABC):
         """Epochs, batch size and learning rate that work for this task's default model."""
         return {"epochs": 10, "batch_size": 32, "lr": 1e-3}
 
+    # -- privacy ------------------------------------------------------------------------
+    def fitted_on_training_data(self) -> dict[str, str]:
+        """State other than weights that `prepare` fits on the training split (a tokenizer's vocabulary), each with
+        how to avoid it. DP and federated training refuse it: it is outside any privacy guarantee."""
+        return {}
+
+    def private_frozen(self) -> tuple[str, ...]:
+        """Prefixes of parameter names DP-SGD leaves at their public, pretrained values (fewer noisy weights)."""
+        return ()
+
+    def private_train_defaults(self) -> dict[str, Any]:
+        """Epochs, batch size and learning rate for DP-SGD where the general ones (protect/privacy.py) do not suit."""
+        return {}
+
     def to_manifest(self) -> dict[str, Any]:
         return {"name": self.name, "config": dataclasses.asdict(self.config)}
 

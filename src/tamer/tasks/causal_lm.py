@@ -58,6 +58,7 @@ class CausalLMTask(Task):
         model: str = "tiny"  # tiny | small | a Hugging Face causal-LM folder
         block_size: int = 128
         vocab_size: int = 2000  # for the presets' own byte-level BPE tokenizer
+        tokenizer_data: str | None = None  # public text to fit the presets' tokenizer on instead of the training split
         val_fraction: float = 0.1
         test_fraction: float = 0.1
 
@@ -79,6 +80,12 @@ class CausalLMTask(Task):
         blocks = [ids[i:i + b] for i in range(0, len(ids), b)]
         return ListDataset([{"input_ids": block} for block in blocks if len(block) >= 2])
 
+    def fitted_on_training_data(self):
+        if self.config.model in PRESETS and not self.config.tokenizer_data:
+            return {"tokenizer": "fit the preset's tokenizer on public text with --tokenizer-data FILE, or pass a "
+                                 "pretrained model folder as --model"}
+        return {}
+
     def prepare(self, seed: int) -> Splits:
         lines = read_plain(self.config.data)
         if len(lines) < 3:
@@ -89,7 +96,8 @@ class CausalLMTask(Task):
         if self.tokenizer is not None:  # restored from an artifact
             pass
         elif model in PRESETS:
-            self.tokenizer = train_tokenizer(train_lines, "bpe", self.config.vocab_size)
+            texts = read_plain(self.config.tokenizer_data) if self.config.tokenizer_data else train_lines
+            self.tokenizer = train_tokenizer(texts, "bpe", self.config.vocab_size)
         elif Path(model).is_dir():
             self._pretrained = model
             self.tokenizer = load_tokenizer(model)

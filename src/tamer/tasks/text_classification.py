@@ -14,7 +14,7 @@ from ..config import check
 from ..errors import UsageError
 from .base import ListDataset, Splits, Task, register_task
 from .splits import split_indices
-from .textfiles import read_labelled
+from .textfiles import read_labelled, read_plain
 from .vocab import load_tokenizer, quiet_transformers, train_tokenizer
 
 TINY_BERT = dict(model_type="bert", hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -68,7 +68,12 @@ class EncoderClassifier(nn.Module):
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.token_map is not None:
             input_ids = self.token_map[input_ids]
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        extra = {}
+        if self.encoder.config.model_type == "bert":  # BERT's default token types and positions are broadcast views
+            # of one row, which per-example gradients (DP-SGD) cannot split by example: give every example its own
+            extra["token_type_ids"] = torch.zeros_like(input_ids)
+            extra["position_ids"] = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids).contiguous()
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
@@ -94,6 +99,7 @@ class TextClassificationTask(Task):
         val_fraction: float = 0.1
         test_fraction: float = 0.1
         vocab_size: int = 4000  # for the tiny encoder's own tokenizer
+        tokenizer_data: str | None = None  # public text (one per line) to fit the tiny encoder's tokenizer on instead
 
         def __post_init__(self):
             check(8 <= self.max_length <= 4096, f"--max-length {self.max_length} is out of range; use 8..4096.")
@@ -141,7 +147,8 @@ class TextClassificationTask(Task):
     def _load_tokenizer(self, train_texts):
         enc = self.config.encoder
         if enc == "tiny":
-            self.tokenizer = train_tokenizer(train_texts, "wordpiece", self.config.vocab_size)
+            texts = read_plain(self.config.tokenizer_data) if self.config.tokenizer_data else train_texts
+            self.tokenizer = train_tokenizer(texts, "wordpiece", self.config.vocab_size)
             return
         folder = minilm_path() if enc == "minilm" else enc
         if not Path(folder).is_dir():
@@ -168,6 +175,22 @@ class TextClassificationTask(Task):
             raise UsageError("an empty text is not accepted; give at least one non-blank string.")
         enc = self.tokenizer(texts, truncation=True, max_length=self.config.max_length)
         return self.collate([{"input_ids": ids} for ids in enc["input_ids"]])
+
+    def fitted_on_training_data(self):
+        if self.config.encoder == "tiny" and not self.config.tokenizer_data:
+            return {"tokenizer": "use the pretrained encoder (--encoder minilm or a model folder) or fit the tiny "
+                                 "one's tokenizer on public text with --tokenizer-data FILE"}
+        return {}
+
+    def private_frozen(self):
+        # a pretrained encoder's embeddings (half of MiniLM's weights) stay as published: DP noise grows with the
+        # weights it covers, and they were learnt from public text
+        return ("encoder.embeddings.",) if self.config.encoder != "tiny" else ()
+
+    def private_train_defaults(self):
+        if self.config.encoder == "tiny":
+            return {"epochs": 30, "batch_size": 64, "lr": 2e-3}
+        return {"epochs": 4, "batch_size": 64, "lr": 5e-4}
 
     def train_defaults(self):
         if self.config.encoder == "tiny":
