@@ -1,9 +1,12 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# keys that recipes generate go here, not into the home folder of whoever runs the tests
+os.environ["TAMER_KEY_DIR"] = tempfile.mkdtemp(prefix="tamer-test-keys-")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SENTIMENT = SHARED / "data" / "sentiment"
 

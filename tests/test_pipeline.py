@@ -1,5 +1,7 @@
 """Recipes: stages chain, gates stop a run with a report of what passed, bad recipes fail before anything runs."""
 import json
+import os
+import re
 
 import pytest
 
@@ -78,4 +80,25 @@ def test_example_sentiment_recipe_scrubs_trains_explains_compresses_and_seals(tm
     trained = tamer.load(tmp_path / "run" / "02-train" / "artifact")
     assert "01-scrub" in json.dumps(trained.manifest["task"])  # train read the scrubbed copy, not the original
     assert (tmp_path / "run" / "06-encrypt" / "artifact.encrypted" / "model.safetensors.enc").is_file()
-    assert run.sealed and "artifact.key" in run.sealed
+    key = Path(os.environ["TAMER_KEY_DIR"])  # set by tests/conftest.py: never the run folder
+    assert run.sealed and str(key) in run.sealed and not list((tmp_path / "run").rglob("*.key"))
+    made = Path(re.search(r"new key (\S+),", run.sealed).group(1))
+    assert made.parent == key and made.is_file()
+    assert made.stat().st_mode & 0o777 == 0o600
+    # the report names every plaintext model left in the run folder
+    assert {Path(p).name for p in run.plaintext_copies} == {"artifact"} and len(run.plaintext_copies) == 2
+    assert "plaintext copies remain" in run.summary()
+
+
+def test_encrypt_stage_takes_a_key_file_and_can_remove_the_plaintext(tmp_path):
+    key = tamer.keygen(tmp_path / "my.key")
+    recipe = {"task": "digits", "stages": [{"train": {"epochs": 1}}, {"compress": {"quantize": "int8"}},
+                                           {"encrypt": {"key_file": str(key), "remove_plaintext": True}}]}
+    run = tamer.run(recipe, out=tmp_path / "run", progress=False)
+    assert run.plaintext_copies == [] and len(run.removed_plaintext) == 2 and run.artifact is None
+    assert not [p for p in (tmp_path / "run").rglob("manifest.json") if not (p.parent / "encryption.json").exists()]
+    sealed = tmp_path / "run" / "03-encrypt" / "artifact.encrypted"
+    assert tamer.evaluate(sealed, key_file=str(key)).metrics["accuracy"] > 0.1
+    with pytest.raises(UsageError, match="remove_plaintext"):
+        tamer.run({"task": "digits", "stages": [{"train": {"epochs": 1}}, {"encrypt": {"remove_plaintext": "yes"}}]},
+                  out=tmp_path / "run2", progress=False)

@@ -8,6 +8,7 @@ import json
 import operator
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,6 +36,7 @@ class Context:
     progress: bool
     artifact: Artifact | None = None
     sealed: str | None = None  # the encrypt stage's output (and its key, when the stage made one)
+    remove_plaintext: bool = False  # the encrypt stage asked to delete the run's plaintext artifacts at the end
 
 
 @dataclass(frozen=True)
@@ -125,31 +127,62 @@ def _compress_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report
     return report
 
 
+def key_dir() -> Path:
+    """Where the encrypt stage writes a key it generates: never the run folder that holds the ciphertext.
+    $TAMER_KEY_DIR, else $XDG_CONFIG_HOME/tamer/keys, else ~/.config/tamer/keys (made owner-only)."""
+    if os.environ.get("TAMER_KEY_DIR"):
+        return Path(os.environ["TAMER_KEY_DIR"])
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "tamer" / "keys"
+
+
+def _encrypt_options(options: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    opts = {k: v for k, v in options.items() if k != "remove_plaintext"}
+    remove = options.get("remove_plaintext", False)
+    if not isinstance(remove, bool):
+        raise UsageError(f"encrypt: remove_plaintext {remove!r} is not accepted; use true or false.")
+    return opts, remove
+
+
 def _encrypt_check(ctx: Context, options: dict[str, Any]) -> None:
     from .config import make_config
     from .protect.config import EncryptConfig
 
-    opts = dict(options)
+    opts, _ = _encrypt_options(options)
     if not (opts.get("key_file") or opts.get("passphrase_env")):
-        opts["key_file"] = "generated"  # the stage writes a new key into its folder
+        opts["key_file"] = "generated"  # the stage writes a new key outside the run folder
     make_config(EncryptConfig, opts)
 
 
 def _encrypt_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
-    """Seal the latest artifact; without a key option, a new key file is written beside it (move it somewhere safe)."""
+    """Seal the latest artifact with the recipe's key_file / passphrase_env; without either, a new key is written
+    under `key_dir()` (0600), outside the run folder, and the run's summary says where."""
     from .api import encrypt, keygen
     from .config import make_config
     from .protect.config import EncryptConfig
 
     if ctx.artifact is None:
         raise UsageError("the encrypt stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
-    opts = dict(options)
+    opts, ctx.remove_plaintext = _encrypt_options(options)
     made_key = not (opts.get("key_file") or opts.get("passphrase_env"))
     if made_key:
-        opts["key_file"] = str(keygen(folder / "artifact.key"))
+        keys = key_dir()
+        keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stem = f"{ctx.out.resolve().name}-{ctx.artifact.id}"
+        candidates = (keys / f"{stem}{f'-{i}' if i else ''}.key" for i in range(1000))
+        opts["key_file"] = str(keygen(next(p for p in candidates if not p.exists())))
     report = encrypt(ctx.artifact, make_config(EncryptConfig, opts), out=folder / "artifact.encrypted")
-    ctx.sealed = str(folder / "artifact.encrypted") + (f" (key {opts['key_file']}: move it somewhere safe)" if made_key else "")
+    ctx.sealed = str(folder / "artifact.encrypted") + (f" (new key {opts['key_file']}, owner-only, kept outside the run "
+                                                       f"folder: store it apart from the ciphertext)" if made_key else "")
     return report
+
+
+def plaintext_artifacts(ctx: Context) -> list[Path]:
+    """Unencrypted artifact folders this run wrote, then the input artifact when it lies outside the run."""
+    found = sorted(p.parent for p in ctx.out.rglob("manifest.json") if not (p.parent / "encryption.json").exists())
+    if ctx.artifact is not None and ctx.out.resolve() not in ctx.artifact.path.resolve().parents:
+        found.append(ctx.artifact.path)
+    return found
 
 
 def _scrub_check(ctx: Context, options: dict[str, Any]) -> None:
@@ -220,6 +253,8 @@ class RunReport(Report):
     message: str = ""
     artifact: str | None = None
     sealed: str | None = None
+    plaintext_copies: list[str] = field(default_factory=list)  # unencrypted artifacts left after an encrypt stage
+    removed_plaintext: list[str] = field(default_factory=list)  # what `encrypt: {remove_plaintext: true}` deleted
     title = "run"
 
     def summary(self) -> str:
@@ -227,7 +262,10 @@ class RunReport(Report):
             f"  [{g['metric']} {g['value']:.4g} {g['op']} {g['threshold']}: {'ok' if g['passed'] else 'FAILED'}]"
             for g in s.gates) for s in self.stages]
         tail = (f"run {self.status}: report {self.html_path}" + (f"\nfinal artifact {self.artifact}" if self.artifact else "")
-                + (f"\nencrypted copy {self.sealed}" if self.sealed else ""))
+                + (f"\nencrypted copy {self.sealed}" if self.sealed else "")
+                + (f"\nplaintext copies remain: {', '.join(self.plaintext_copies)} (the encrypt stage's "
+                   f"`remove_plaintext: true` deletes the run's own)" if self.plaintext_copies else "")
+                + (f"\nplaintext removed: {', '.join(self.removed_plaintext)}" if self.removed_plaintext else ""))
         return "\n".join(lines + ([self.message] if self.message else []) + [tail])
 
     def html(self) -> str:
@@ -237,8 +275,14 @@ class RunReport(Report):
             rows.append((s.name, s.status, f"{s.seconds:.1f} s", gates))
         cls = "pass" if self.status == "passed" else "fail"
         msg = f"<p class={cls}>{html.escape(self.message)}</p>" if self.message else ""
+        sealed = ""
+        if self.sealed:
+            facts = [("encrypted copy", self.sealed),
+                     ("plaintext copies remaining", ", ".join(self.plaintext_copies) or "none"),
+                     *([("plaintext removed", ", ".join(self.removed_plaintext))] if self.removed_plaintext else [])]
+            sealed = table_html(facts)
         return (f"<section><h2>Run · {html.escape(self.name)} · <span class={cls}>{self.status}</span></h2>{msg}"
-                f"{table_html(rows, ['stage', 'status', 'time', 'gates'])}</section>")
+                f"{table_html(rows, ['stage', 'status', 'time', 'gates'])}{sealed}</section>")
 
 
 def load_recipe(recipe: str | Path | dict | None) -> dict[str, Any]:
@@ -333,8 +377,20 @@ def run_recipe(recipe: str | Path | dict | None = None, out: str | Path | None =
     done = {r.name for r in results}
     results += [StageResult(n, s.verb, "skipped") for n, s, _, _ in steps if n not in done]
 
+    final = str(ctx.artifact.path) if ctx.artifact else None
+    plaintext, removed = [], []
+    if ctx.sealed:
+        for folder in plaintext_artifacts(ctx):
+            inside = out.resolve() in folder.resolve().parents
+            if ctx.remove_plaintext and status == "passed" and inside:
+                shutil.rmtree(folder)
+                removed.append(str(folder))
+            else:
+                plaintext.append(str(folder))
+        final = None if final in removed else final
     run = RunReport(name=name, out=str(out), status=status, stages=results, html_path=str(out / "report.html"),
-                    message=message, artifact=str(ctx.artifact.path) if ctx.artifact else None, sealed=ctx.sealed)
+                    message=message, artifact=final, sealed=ctx.sealed, plaintext_copies=plaintext,
+                    removed_plaintext=removed)
     write_page(out / "report.html", [run, *reports], title=f"tamer run · {name}", subtitle=f"task {ctx.task}")
     tmp = out / ".report.json.tmp"
     tmp.write_text(run.to_json())
