@@ -162,15 +162,17 @@ def scrub(path: str | Path, config=None, *, out: str | Path | None = None, resto
     return scrub_file(path, out, config, show_progress=progress)
 
 
-def explain(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None, progress: bool = True, **options: Any):
+def explain(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None, progress: bool = True,
+            key_file: str | None = None, passphrase_env: str | None = None, **options: Any):
     """Attributions (ig, saliency, gradxinput, occlusion, shap, lime) with completeness, faithfulness vs random, a
-    weight-randomization sanity check and a per-class global view; writes HTML, JSON and PNGs to `out`."""
+    weight-randomization sanity check and a per-class global view; writes HTML, JSON and PNGs to `out`.
+    A sealed artifact opens with its key_file / passphrase_env."""
     from .explain import ExplainConfig
     from .explain import explain as _explain
 
     config = config or make_config(ExplainConfig, options)
     if not isinstance(artifact, Artifact):
-        artifact = Artifact.load(artifact)
+        artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
     return _explain(artifact, config, out or default_out(artifact.task, "explanations"), progress=progress)
 
 
@@ -196,14 +198,49 @@ def federate(task: str | Task = "digits", config=None, *, out: str | Path | None
 
 
 def compress(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None, progress: bool = True,
-             **options: Any):
+             key_file: str | None = None, passphrase_env: str | None = None, **options: Any):
     """Quantize (int8 / int4), prune, distill and/or export an artifact (CompressConfig fields as options).
 
-    Returns (artifact, CompressReport): the last child artifact written, and what each step measured."""
+    Returns (artifact, CompressReport): the last child artifact written, and what each step measured. With
+    key_file / passphrase_env the input may be sealed and every child is sealed with the same secret (a key given
+    means sealed output): they are written to a private temporary folder beside `out`, sealed, and removed."""
     from .compress import CompressConfig
     from .compress import compress as _compress
 
     config = config or make_config(CompressConfig, options)
     if not isinstance(artifact, Artifact):
-        artifact = Artifact.load(artifact)
-    return _compress(artifact, config, out or default_out(artifact.task), progress=progress)
+        artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
+    out = Path(out or default_out(artifact.task))
+    if not (key_file or passphrase_env):
+        return _compress(artifact, config, out, progress=progress)
+    return _sealed_children(lambda target: _compress(artifact, config, target, progress=progress), out,
+                            key_file, passphrase_env)
+
+
+def _sealed_children(write, out: Path, key_file: str | None, passphrase_env: str | None):
+    """Run `write(folder)` (it writes `folder` and maybe siblings `folder.STEP`) in a private temporary folder, then
+    seal each artifact it wrote to the same name beside `out`; the plaintext is removed whatever happens (SIGTERM
+    included, through the CLI's handler)."""
+    import shutil
+    import tempfile
+
+    from .protect import encrypt_artifact, secret_from_options
+
+    secret = secret_from_options(key_file, passphrase_env)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".tamer-sealing-", dir=out.parent))  # owner-only
+    try:
+        _, report = write(work / out.name)
+        written = sorted(p for p in work.iterdir() if (p / "manifest.json").is_file())
+        targets = [out.with_name(p.name) for p in written]
+        taken = [t for t in targets if t.exists() and (not t.is_dir() or any(t.iterdir()))]
+        if taken:
+            raise UsageError(f"output {str(taken[0])!r} already exists; pass a new --out folder.")
+        for folder, target in zip(written, targets):
+            encrypt_artifact(Artifact.load(folder), target, secret)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report.artifact = str(out)
+    return load(out, key_file=key_file, passphrase_env=passphrase_env), report

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
+import threading
 from typing import Any, Sequence
 
 from .config import add_config_arguments, make_config
@@ -35,12 +37,17 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, PrivacyConfig)  # --private --epsilon --delta --max-grad-norm: DP-SGD (protect/privacy.py)
 
 
+def _sealed_input_arguments(p: argparse.ArgumentParser) -> None:
+    """--key-file / --passphrase-env: every verb that reads an artifact opens a sealed one with them (and only then)."""
+    p.add_argument("--key-file", help="key file of an encrypted artifact (see `tamer keygen`)")
+    p.add_argument("--passphrase-env", help="environment variable holding the passphrase of an encrypted artifact")
+
+
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help="artifact folder")
     p.add_argument("--data", help="data file (default: the test split the artifact was trained with)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--key-file", help="key file of an encrypted artifact (see `tamer keygen`)")
-    p.add_argument("--passphrase-env", help="environment variable holding the passphrase of an encrypted artifact")
+    _sealed_input_arguments(p)
 
 
 def _keygen_arguments(p: argparse.ArgumentParser) -> None:
@@ -87,8 +94,10 @@ def _compress_arguments(p: argparse.ArgumentParser) -> None:
     from .compress.config import CompressConfig
 
     p.add_argument("artifact", help="artifact folder")
-    p.add_argument("--out", help="artifact folder to write (default: artifacts/TASK-TIME)")
+    p.add_argument("--out", help="artifact folder to write (default: artifacts/TASK-TIME); sealed with the same "
+                                 "key when --key-file / --passphrase-env is given")
     add_config_arguments(p, CompressConfig)
+    _sealed_input_arguments(p)
 
 
 def _explain_arguments(p: argparse.ArgumentParser) -> None:
@@ -97,6 +106,7 @@ def _explain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help="artifact folder")
     p.add_argument("--out", help="folder to write (default: explanations/TASK-TIME)")
     add_config_arguments(p, ExplainConfig)
+    _sealed_input_arguments(p)
 
 
 # verb: (help, description, adds its arguments). The arguments come from config dataclasses whose packages may
@@ -247,14 +257,16 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         from .config import config_from_args
         from .explain.config import ExplainConfig
 
-        report = tamer.explain(args.artifact, config_from_args(ExplainConfig, args), out=args.out, progress=progress)
+        report = tamer.explain(args.artifact, config_from_args(ExplainConfig, args), out=args.out, progress=progress,
+                               key_file=args.key_file, passphrase_env=args.passphrase_env)
         _emit(args, {**report.to_dict(), "metrics": report.gate_metrics()}, report.summary())
         return 0
     if args.verb == "compress":
         from .compress.config import CompressConfig
         from .config import config_from_args
 
-        artifact, report = tamer.compress(args.artifact, config_from_args(CompressConfig, args), out=args.out, progress=progress)
+        artifact, report = tamer.compress(args.artifact, config_from_args(CompressConfig, args), out=args.out,
+                                          progress=progress, key_file=args.key_file, passphrase_env=args.passphrase_env)
         _emit(args, {"artifact": str(artifact.path), "id": artifact.id, **report.to_dict(), "metrics": report.gate_metrics()},
               report.summary())
         return 0
@@ -265,8 +277,16 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     raise UsageError("no verb given; try `tamer --help`.")
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C (temporary folders and half-written outputs are removed) instead of killing
+    the process where it stands."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = build_parser(only=_verb_in(argv))
     debug = "--debug" in argv
     want_json = "--json" in argv
