@@ -133,3 +133,46 @@ def test_private_text_training_with_a_public_tokenizer_keeps_names_out_of_the_vo
     assert artifact.manifest["privacy"]["epsilon"] <= 8.0
     reloaded_task, model = artifact.load_model()
     assert reloaded_task.forward(model, reloaded_task.encode(["the food was great"])).shape == (1, 2)
+
+
+@pytest.fixture(scope="module")
+def pretrained_folder(tmp_path_factory):
+    """A 2-layer BERT saved as a Hugging Face folder with its tokenizer: a stand-in for a public pretrained encoder."""
+    from transformers import BertConfig, BertModel
+
+    from tamer.tasks.vocab import train_tokenizer
+
+    folder = tmp_path_factory.mktemp("encoder")
+    tok = train_tokenizer(["the food was great", "the service was slow and rude", "a lovely place"] * 20, "wordpiece", 200)
+    tok.save_pretrained(str(folder))
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64), add_pooling_layer=False).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("layers", [0, 1])
+def test_private_training_of_a_pretrained_encoder_trains_the_head_and_top_layers_only(tmp_path, pretrained_folder, layers):
+    from safetensors.torch import load_file
+
+    data, _ = _texts(tmp_path)
+    task = make_task("text-classification", {"data": str(data), "encoder": str(pretrained_folder), "private_layers": layers})
+    artifact = train_private(task, {"epochs": 2, "batch_size": 32, "lr": 0.01}, PrivacyConfig(private=True, epsilon=8.0, delta=1e-3),
+                             tmp_path / "a", show_progress=False)
+    before = load_file(str(pretrained_folder / "model.safetensors"))
+    after = artifact.state_dict()
+    changed = {k for k, v in before.items() if not torch.equal(after[f"encoder.{k}"], v)}
+    assert all(k.startswith("encoder.layer.1.") for k in changed) and bool(changed) == (layers == 1), sorted(changed)[:3]
+    assert artifact.manifest["privacy"]["frozen"][0] == "encoder.embeddings."
+
+
+@pytest.mark.slow
+def test_private_minilm_on_sentiment_learns_within_epsilon_8(tmp_path, sentiment_dir):
+    # hole 4 on the real model: the CLI's DP path on the pretrained MiniLM (head over public features), no traceback
+    assert main(["train", "text-classification", "--data", str(sentiment_dir / "yelp_labelled.txt"), "--private",
+                 "--epsilon", "8", "--epochs", "4", "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    from tamer.artifact import Artifact
+
+    artifact = Artifact.load(tmp_path / "a")
+    assert artifact.manifest["privacy"]["epsilon"] <= 8.0
+    assert artifact.metrics["test"]["accuracy"] > 0.75  # 0.88 after 10 epochs; chance is 0.5

@@ -121,9 +121,9 @@ def refuse_fitted_state(task: Task, verb: str) -> None:
                          f"privacy guarantee (rare words such as names end up in it); {remedy}.")
 
 
-def frozen_for_privacy(model: torch.nn.Module, task: Task) -> list[str]:
+def frozen_for_privacy(model: torch.nn.Module, task: Task, model_config: dict[str, Any]) -> list[str]:
     """Freeze what the task keeps at its public, pretrained values under DP-SGD; returns the prefixes frozen."""
-    prefixes = list(task.private_frozen())
+    prefixes = list(task.private_frozen(model_config))
     for name, p in model.named_parameters():
         if any(name.startswith(prefix) for prefix in prefixes):
             p.requires_grad_(False)
@@ -235,7 +235,7 @@ def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, o
                          f"large allows leaking a whole example. Use a smaller one, such as {10 ** math.floor(math.log10(0.1 / n)):g}.")
     model_config = private_model_config(task)
     model = task.build_model(model_config)
-    frozen = frozen_for_privacy(model, task)
+    frozen = frozen_for_privacy(model, task, model_config)
     refuse_unsupported_layers(model, task)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = (torch.optim.SGD(params, lr=opts["lr"], momentum=0.9, weight_decay=opts["weight_decay"])

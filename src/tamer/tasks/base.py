@@ -141,7 +141,7 @@ class Task(ABC):
         how to avoid it. DP and federated training refuse it: it is outside any privacy guarantee."""
         return {}
 
-    def private_frozen(self) -> tuple[str, ...]:
+    def private_frozen(self, model_config: dict[str, Any]) -> tuple[str, ...]:
         """Prefixes of parameter names DP-SGD leaves at their public, pretrained values (fewer noisy weights)."""
         return ()
 

@@ -100,11 +100,13 @@ class TextClassificationTask(Task):
         test_fraction: float = 0.1
         vocab_size: int = 4000  # for the tiny encoder's own tokenizer
         tokenizer_data: str | None = None  # public text (one per line) to fit the tiny encoder's tokenizer on instead
+        private_layers: int = 0  # under --private: top encoder layers trained besides the head (pretrained encoders)
 
         def __post_init__(self):
             check(8 <= self.max_length <= 4096, f"--max-length {self.max_length} is out of range; use 8..4096.")
             check(0 < self.val_fraction < 0.5, f"--val-fraction {self.val_fraction} is out of range; use a value in (0, 0.5).")
             check(0 < self.test_fraction < 0.5, f"--test-fraction {self.test_fraction} is out of range; use a value in (0, 0.5).")
+            check(0 <= self.private_layers <= 48, f"--private-layers {self.private_layers} is out of range; use 0..48.")
 
     def __init__(self, config=None):
         super().__init__(config)
@@ -182,15 +184,21 @@ class TextClassificationTask(Task):
                                  "one's tokenizer on public text with --tokenizer-data FILE"}
         return {}
 
-    def private_frozen(self):
-        # a pretrained encoder's embeddings (half of MiniLM's weights) stay as published: DP noise grows with the
-        # weights it covers, and they were learnt from public text
-        return ("encoder.embeddings.",) if self.config.encoder != "tiny" else ()
+    def private_frozen(self, model_config):
+        """A pretrained encoder stays as published except its top --private-layers layers: DP noise grows with the
+        weights it covers, and on small data a private head over public features wins (Tramer and Boneh 2021).
+        MiniLM on sentiment (yelp, 800 training sentences) at epsilon 8: the head alone 0.88 after 10 epochs
+        (6 minutes on 2 shared cores), every layer but the embeddings 0.68 after 3 (17 minutes)."""
+        if self.config.encoder == "tiny":
+            return ()
+        layers = int(model_config["encoder"].get("num_hidden_layers", 0))
+        keep = min(self.config.private_layers, layers)
+        return ("encoder.embeddings.", *(f"encoder.encoder.layer.{i}." for i in range(layers - keep)))
 
     def private_train_defaults(self):
         if self.config.encoder == "tiny":
             return {"epochs": 30, "batch_size": 64, "lr": 2e-3}
-        return {"epochs": 4, "batch_size": 64, "lr": 5e-4}
+        return {"epochs": 10, "batch_size": 64, "lr": 1e-2 if self.config.private_layers == 0 else 1e-3}
 
     def train_defaults(self):
         if self.config.encoder == "tiny":
