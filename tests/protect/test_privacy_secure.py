@@ -36,7 +36,7 @@ def test_secure_poisson_sampler_draws_each_example_at_the_sample_rate():
 
 def test_optimizer_noise_has_the_mechanisms_std_and_is_not_replayed_by_the_seed():
     # an empty Poisson batch: the step's gradient is pure noise, N(0, (sigma C / B)^2) per weight (Abadi et al. 2016)
-    from tamer.protect.privacy import _noise_only_step  # noqa: PLC2701 (the loop's own helper, tested directly)
+    from tamer.protect.privacy import noise_only_step
 
     task = make_task("digits")
     task.prepare(0)
@@ -48,7 +48,7 @@ def test_optimizer_noise_has_the_mechanisms_std_and_is_not_replayed_by_the_seed(
         loader = torch.utils.data.DataLoader(task.prepare(0).train, batch_size=128, collate_fn=task.collate)
         _, dp_model, dp_opt, dp_loader, _, mode = make_private(model, optimizer, loader, task, 2.0, 1.5)
         before = [p.detach().clone() for p in dp_model.parameters()]
-        _noise_only_step(dp_opt, [p for p in dp_model.parameters() if p.requires_grad], mode)
+        noise_only_step(dp_opt, [p for p in dp_model.parameters() if p.requires_grad], mode)
         return torch.cat([(b - p.detach()).flatten() for b, p in zip(before, dp_model.parameters())]), dp_opt
 
     first, optimizer = noise_of_one_step()

@@ -203,7 +203,7 @@ def make_private(model: torch.nn.Module, optimizer, loader: DataLoader, task: Ta
     return engine, model, optimizer, loader, criterion, mode
 
 
-def _noise_only_step(optimizer, params: list[torch.Tensor], mode: str) -> None:
+def noise_only_step(optimizer, params: list[torch.Tensor], mode: str) -> None:
     """A step for a Poisson batch that drew no example: the mechanism still adds its noise and the accountant
     counts the step (Opacus skips both when no gradient was computed)."""
     for p in params:
@@ -262,7 +262,7 @@ def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, o
             for batch in loader:
                 optimizer.zero_grad(set_to_none=True)
                 if not isinstance(batch, dict) or len(batch["labels"]) == 0:  # Poisson sampling drew no example
-                    _noise_only_step(optimizer, params, mode)
+                    noise_only_step(optimizer, params, mode)
                     steps += 1
                     continue
                 loss = criterion(task.forward(model, batch), batch)
