@@ -143,3 +143,28 @@ def score(found_by_sentence, corpus) -> dict[str, dict[str, float]]:
         out[e] = {"precision": t / max(1, t + fp.get(e, 0)), "recall": t / max(1, t + fn.get(e, 0)),
                   "support": t + fn.get(e, 0)}
     return out
+
+
+# lines built to make a scrubber crawl: each unit repeated to the line's length (tests and bench/protect.py)
+ADVERSARIAL = {
+    "ipv4": "1.2.3.4 ",
+    "iban_letters": "DE12",          # then letters only
+    "iban_starts": "DE12 ",
+    "digit_run": "1234567890",
+    "digit_groups": "12 ",
+    "emails": "a@b.co ",
+    "at_signs": "@",
+    "phones": "+1 (202) 555-0143 ",
+    "fullwidth_digits": "１3８1２3４5６7８ ",
+    "ipv6_colons": "1:2:",
+    "cards": "4111 1111 1111 1111 ",
+    "urls": "a.bc/",
+    "person_words": "Mr. John ",
+}
+
+
+def adversarial_line(kind: str, size: int = 1_000_000) -> str:
+    unit = ADVERSARIAL[kind]
+    if kind == "iban_letters":
+        return (unit + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" * (size // 26 + 1))[:size]
+    return (unit * (size // len(unit) + 1))[:size]
