@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Iterable, Iterator
 
 from ..errors import UsageError
@@ -33,6 +34,7 @@ class Detector:
     valid: Callable[[str, tuple[str, ...]], bool] | None = None  # confirms a candidate not overlapping a taken span
     default: bool = True
     needs: re.Pattern | None = None  # the detector runs only on text where this is found (a quick gate)
+    min_len: int = 1  # nor on text shorter than its shortest value
 
 
 def _regex(pattern: str, flags: int = re.ASCII):
@@ -232,15 +234,15 @@ def _digits_valid(check: Callable[[str], bool]):
 _DIGIT = re.compile(r"[0-9]")
 DETECTORS: dict[str, Detector] = {d.entity: d for d in (
     # in priority order: a checksum-validated match wins an overlap
-    Detector("cn_resident_id", "CN_ID", _regex(_CN_ID), _digits_valid(cn_resident_id_valid), needs=_DIGIT),
-    Detector("iban", "IBAN", _ibans, _digits_valid(iban_valid), needs=_DIGIT),
-    Detector("credit_card", "CARD", _regex(_CARD), _digits_valid(card_valid), needs=_DIGIT),
-    Detector("url", "URL", _urls, _url_valid, needs=re.compile(r"/|www\.", re.IGNORECASE)),
-    Detector("email", "EMAIL", _emails, _email_valid, needs=re.compile("@")),
-    Detector("us_ssn", "SSN", _regex(_SSN), _digits_valid(us_ssn_valid), needs=_DIGIT),
-    Detector("ip_address", "IP", _ips, _ip_valid, needs=re.compile(r"[0-9]\.|:")),
-    Detector("date_of_birth", "DOB", _dates_of_birth, needs=_DIGIT),
-    Detector("phone", "PHONE", _phones, needs=_DIGIT),
+    Detector("cn_resident_id", "CN_ID", _regex(_CN_ID), _digits_valid(cn_resident_id_valid), needs=_DIGIT, min_len=18),
+    Detector("iban", "IBAN", _ibans, _digits_valid(iban_valid), needs=_DIGIT, min_len=15),
+    Detector("credit_card", "CARD", _regex(_CARD), _digits_valid(card_valid), needs=_DIGIT, min_len=12),
+    Detector("url", "URL", _urls, _url_valid, needs=re.compile(r"/|www\.", re.IGNORECASE), min_len=5),
+    Detector("email", "EMAIL", _emails, _email_valid, needs=re.compile("@"), min_len=5),
+    Detector("us_ssn", "SSN", _regex(_SSN), _digits_valid(us_ssn_valid), needs=_DIGIT, min_len=11),
+    Detector("ip_address", "IP", _ips, _ip_valid, needs=re.compile(r"[0-9]\.|:"), min_len=3),
+    Detector("date_of_birth", "DOB", _dates_of_birth, needs=_DIGIT, min_len=6),
+    Detector("phone", "PHONE", _phones, needs=_DIGIT, min_len=7),
     Detector("person", "PERSON", _persons, default=False),
 )}
 ENTITIES = tuple(DETECTORS)
@@ -264,11 +266,39 @@ class Found:
     text: str
 
 
-def _spans(norm: str, wanted: set[str], lang: tuple[str, ...]) -> Iterator[tuple[int, int, str]]:
-    taken = bytearray(len(norm))
-    for entity, detector in DETECTORS.items():
-        if entity not in wanted or detector.needs is not None and not detector.needs.search(norm):
+@dataclass(frozen=True)
+class _Plan:
+    detectors: tuple[tuple[str, Detector], ...]  # the wanted ones, in priority order
+    gate: re.Pattern | None  # text where none of this is found holds nothing any of them finds
+
+
+@lru_cache(maxsize=256)
+def _plan(entities: tuple[str, ...]) -> _Plan:
+    wanted = set(check_entities(entities))
+    detectors = tuple((e, d) for e, d in DETECTORS.items() if e in wanted)
+    gates = {d.needs.pattern: d.needs.flags for _, d in detectors if d.needs is not None}
+    ungated = any(d.needs is None for _, d in detectors)
+    gate = None if ungated else re.compile("|".join(f"(?:{p})" for p in gates), re.IGNORECASE)
+    return _Plan(detectors, gate)
+
+
+def _spans(norm: str, plan: _Plan, lang: tuple[str, ...]) -> list[tuple[int, int, str]]:
+    out: list[tuple[int, int, str]] = []
+    if plan.gate is not None and not plan.gate.search(norm):
+        return out
+    taken: bytearray | None = None
+    gates: dict[re.Pattern, bool] = {}
+    for entity, detector in plan.detectors:
+        if len(norm) < detector.min_len:
             continue
+        if detector.needs is not None:
+            ok = gates.get(detector.needs)
+            if ok is None:
+                ok = gates[detector.needs] = detector.needs.search(norm) is not None
+            if not ok:
+                continue
+        if taken is None:
+            taken = bytearray(len(norm))
         candidates = list(detector.find(norm, lang, taken))
         if len(candidates) > 1:
             candidates = sorted(set(candidates), key=lambda s: (s[0], s[0] - s[1]))
@@ -276,19 +306,22 @@ def _spans(norm: str, wanted: set[str], lang: tuple[str, ...]) -> Iterator[tuple
             if end > start and taken.find(1, start, end) < 0 and \
                     (detector.valid is None or detector.valid(norm[start:end], lang)):
                 taken[start:end] = b"\x01" * (end - start)
-                yield start, end, entity
+                out.append((start, end, entity))
+    return out
 
 
 def find_pii(text: str, entities: Iterable[str] = DEFAULT_ENTITIES, lang: tuple[str, ...] = ("en", "zh", "de")) -> list[Found]:
     """Non-overlapping PII spans in `text` (original offsets), left to right."""
-    wanted = set(check_entities(entities))
-    lang = tuple(lang)
+    plan = _plan(tuple(entities))
     if not text:
         return []
     norm = NormalizedText(text)
+    spans = _spans(norm.text, plan, tuple(lang))
+    if not spans:
+        return []
     out: list[Found] = []
     last = 0
-    for start, end, entity in sorted(_spans(norm.text, wanted, lang)):
+    for start, end, entity in sorted(spans):
         start, end = norm.original_span(start, end)
         start = max(start, last)  # two values inside one expanded character (⑫): the first keeps it
         if end > start:

@@ -29,7 +29,7 @@ from ..errors import DataError, UsageError
 from ..report import Report, table_html
 from . import crypto
 from .config import ScrubConfig
-from .detect import DETECTORS, check_entities, find_pii
+from .detect import DETECTORS, Found, check_entities, find_pii
 
 FORMATS = {".txt": "txt", ".text": "txt", ".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 MAPPING_SUFFIX = ".pseudonyms.enc"
@@ -118,17 +118,20 @@ def _collision(token: str) -> DataError:
                      "another key rather than merge two people.")
 
 
-def scrub_text(text: str, entities, lang, replace: Callable[[str, str], str], counts: Counter) -> str:
-    found = find_pii(text, entities, lang)
-    if not found:
-        return text
+def replace_found(text: str, found: list[Found], replace: Callable[[str, str], str]) -> str:
+    """`text` with each found span replaced; everything outside the spans exactly as it was."""
     pieces, last = [], 0
     for f in found:
         pieces += [text[last:f.start], replace(f.entity, f.text)]
-        counts[f.entity] += 1
         last = f.end
     pieces.append(text[last:])
     return "".join(pieces)
+
+
+def scrub_text(text: str, entities, lang, replace: Callable[[str, str], str], counts: Counter) -> str:
+    found = find_pii(text, entities, lang)
+    counts.update(f.entity for f in found)
+    return replace_found(text, found, replace) if found else text
 
 
 def _detect_format(path: Path) -> str:
@@ -151,11 +154,34 @@ def _parse_json(line: str) -> Any:
     return json.loads(line, object_pairs_hook=JsonObject, parse_float=JsonFloat)
 
 
-def _dump_json(value: Any) -> str:
+class _DuplicateKeys(Exception):
+    pass
+
+
+def _plain(value: Any) -> Any:
+    """`value` as dicts, lists and floats for json.dumps; _DuplicateKeys if an object has a key twice."""
     if isinstance(value, JsonObject):
-        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {_dump_json(v)}" for k, v in value) + "}"
+        out = {k: _plain(v) for k, v in value}
+        if len(out) != len(value):
+            raise _DuplicateKeys
+        return out
     if isinstance(value, list):
-        return "[" + ", ".join(map(_dump_json, value)) + "]"
+        return [_plain(v) for v in value]
+    return float(value) if isinstance(value, JsonFloat) else value
+
+
+def _dump_json(value: Any) -> str:
+    try:
+        return json.dumps(_plain(value), ensure_ascii=False)
+    except _DuplicateKeys:
+        return _dump_pairs(value)
+
+
+def _dump_pairs(value: Any) -> str:
+    if isinstance(value, JsonObject):
+        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {_dump_pairs(v)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_dump_pairs, value)) + "]"
     if isinstance(value, JsonFloat):
         return json.dumps(float(value))
     return json.dumps(value, ensure_ascii=False)
@@ -267,12 +293,13 @@ def scrub_file(path: str | os.PathLike, out: str | os.PathLike | None = None, co
     by_column: dict[str, Counter] = defaultdict(Counter)
 
     def scrub(text: str, column: str) -> str:
-        local: Counter = Counter()
-        result = scrub_text(text, entities, config.lang, replace, local)
-        if local:
-            counts.update(local)
-            by_column[column].update(local)
-        return result
+        found = find_pii(text, entities, config.lang)
+        if not found:
+            return text
+        local = Counter(f.entity for f in found)
+        counts.update(local)
+        by_column[column].update(local)
+        return replace_found(text, found, replace)
 
     t0, lines, notes = time.perf_counter(), 0, Counter()
     out.parent.mkdir(parents=True, exist_ok=True)
