@@ -1,6 +1,10 @@
 """Faker-made sentences with known PII spans (en_US, zh_CN, de_DE), for the scrub tests and bench/protect.py.
 
-Values come from Faker; sentence templates are written here and are not known to the detectors.
+Values come from Faker; sentence templates are written here and are not known to the detectors. Three kinds of
+Faker value that no standard allows are drawn again (by rules of the standards, not by the detectors): JCB cards
+from the whole 35 block (JCB issues 3528-3589) or the 0604 prefix (first digit 0 is no card network's), German
+area codes beginning 00 (Germany's international call prefix), and zh_CN IBANs, which Faker writes as GB with 21
+characters (a GB IBAN has 22; China has no IBAN, so its sentences quote IBANs of other countries).
 """
 from __future__ import annotations
 
@@ -39,13 +43,40 @@ TEMPLATES = {
 }
 
 
+_IBAN_LOCALES = ("de_DE", "en_GB", "fr_FR", "es_ES", "nl_NL", "it_IT", "pl_PL", "de_CH")
+
+
+def _card_number(fake) -> str:
+    while True:
+        number = fake.credit_card_number()
+        if not (number.startswith("0") or number.startswith("35") and not 3528 <= int(number[:4]) <= 3589):
+            return number
+
+
+_FAKERS: dict = {}
+
+
+def _iban(fake, locale: str, rng: random.Random) -> str:
+    if locale != "zh_CN":
+        return fake.iban()
+    from faker import Faker
+
+    other_locale = rng.choice(_IBAN_LOCALES)
+    other = _FAKERS.get(other_locale) or _FAKERS.setdefault(other_locale, Faker(other_locale))
+    other.seed_instance(rng.randrange(2 ** 32))
+    return other.iban()
+
+
 def _value(fake, entity: str, locale: str, rng: random.Random) -> str:
     if entity == "email":
         return fake.email()
     if entity == "phone":
-        return fake.phone_number()
+        number = fake.phone_number()
+        while locale == "de_DE" and number.lstrip("(").startswith("00"):
+            number = fake.phone_number()
+        return number
     if entity == "credit_card":
-        number = fake.credit_card_number()
+        number = _card_number(fake)
         style = rng.random()
         if style < 0.25 and len(number) == 16:
             return " ".join(number[i:i + 4] for i in range(0, 16, 4))
@@ -53,7 +84,7 @@ def _value(fake, entity: str, locale: str, rng: random.Random) -> str:
             return "-".join(number[i:i + 4] for i in range(0, 16, 4))
         return number
     if entity == "iban":
-        iban = fake.iban()
+        iban = _iban(fake, locale, rng)
         return " ".join(iban[i:i + 4] for i in range(0, len(iban), 4)) if rng.random() < 0.4 else iban
     if entity == "ip_address":
         return fake.ipv4() if rng.random() < 0.6 else fake.ipv6()
@@ -112,3 +143,28 @@ def score(found_by_sentence, corpus) -> dict[str, dict[str, float]]:
         out[e] = {"precision": t / max(1, t + fp.get(e, 0)), "recall": t / max(1, t + fn.get(e, 0)),
                   "support": t + fn.get(e, 0)}
     return out
+
+
+# lines built to make a scrubber crawl: each unit repeated to the line's length (tests and bench/protect.py)
+ADVERSARIAL = {
+    "ipv4": "1.2.3.4 ",
+    "iban_letters": "DE12",          # then letters only
+    "iban_starts": "DE12 ",
+    "digit_run": "1234567890",
+    "digit_groups": "12 ",
+    "emails": "a@b.co ",
+    "at_signs": "@",
+    "phones": "+1 (202) 555-0143 ",
+    "fullwidth_digits": "１3８1２3４5６7８ ",
+    "ipv6_colons": "1:2:",
+    "cards": "4111 1111 1111 1111 ",
+    "urls": "a.bc/",
+    "person_words": "Mr. John ",
+}
+
+
+def adversarial_line(kind: str, size: int = 1_000_000) -> str:
+    unit = ADVERSARIAL[kind]
+    if kind == "iban_letters":
+        return (unit + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" * (size // 26 + 1))[:size]
+    return (unit * (size // len(unit) + 1))[:size]

@@ -54,7 +54,8 @@ def test_modes(tmp_path):
     assert masked.counts == {"email": 2, "credit_card": 1} and masked.lines == 1
     tamer.scrub(src, out=tmp_path / "r.txt", mode="redact", progress=False)
     assert (tmp_path / "r.txt").read_text() == "mail  or , card \n"
-    tamer.scrub(src, out=tmp_path / "h.txt", mode="hash", progress=False)
+    key = tamer.keygen(tmp_path / "k.key")
+    tamer.scrub(src, out=tmp_path / "h.txt", mode="hash", key_file=str(key), progress=False)
     hashed = (tmp_path / "h.txt").read_text()
     assert "bob@" not in hashed and hashed.count(hashed.split()[1]) == 2  # same value, same digest
 
@@ -97,7 +98,8 @@ def test_csv_columns_and_counts_per_column(tmp_path):
 
 
 def test_config_refusals():
-    for bad in ({"entities": ("email", "passport")}, {"mode": "shred"}, {"lang": ("fr",)}, {"mode": "pseudonymize"}):
+    for bad in ({"entities": ("email", "passport")}, {"mode": "shred"}, {"lang": ("fr",)}, {"mode": "pseudonymize"},
+                {"mode": "hash"}):
         with pytest.raises(UsageError):
             make_config(ScrubConfig, bad)
 
@@ -110,6 +112,7 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
         ["scrub", str(src), "--entities", "email,bogus", "--out", str(tmp_path / "o.csv")],
         ["scrub", str(src), "--mode", "shred", "--out", str(tmp_path / "o.csv")],
         ["scrub", str(src), "--mode", "pseudonymize", "--out", str(tmp_path / "o.csv")],
+        ["scrub", str(src), "--mode", "hash", "--out", str(tmp_path / "o.csv")],
         ["scrub", str(src), "--columns", "zzz", "--out", str(tmp_path / "o.csv")],
         ["scrub", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o.csv")],
         ["scrub", str(tmp_path / "a.pdf"), "--out", str(tmp_path / "o.csv")],

@@ -44,7 +44,7 @@ SCRUB_MODES = ("mask", "redact", "hash", "pseudonymize")
 class ScrubConfig:
     """What to find in text data and what to put in its place."""
 
-    mode: Literal["mask", "redact", "hash", "pseudonymize"] = field("mask", "mask ([EMAIL]), redact (remove), hash (salted digest) or pseudonymize (keyed, reversible with the key)")
+    mode: Literal["mask", "redact", "hash", "pseudonymize"] = field("mask", "mask ([EMAIL]), redact (remove), hash (keyed digest, needs a key) or pseudonymize (keyed, reversible with the key)")
     entities: tuple[str, ...] = field((), "entities to find, comma separated (default: all structured ones)")
     lang: tuple[str, ...] = field(("en", "zh"), "languages whose context words are used (en, zh, de)")
     columns: tuple[str, ...] = field((), "CSV/TSV columns or JSONL fields to scrub (default: every text column)")
@@ -60,3 +60,6 @@ class ScrubConfig:
         check(not bad, f"--lang {','.join(bad)} is not accepted; choose from en, zh, de.")
         check(self.mode != "pseudonymize" or bool(self.key_file or self.passphrase_env),
               "--mode pseudonymize needs --key-file or --passphrase-env (the mapping is encrypted with it).")
+        check(self.mode != "hash" or bool(self.key_file or self.passphrase_env),
+              "--mode hash needs --key-file or --passphrase-env (an unkeyed digest of a phone number is reversed by "
+              "trying every number).")
