@@ -27,8 +27,8 @@ def load(path: str | Path, key_file: str | None = None, passphrase_env: str | No
         secret = secret_from_options(key_file, passphrase_env)
         if Path(path).is_dir() and not is_encrypted(path):
             raise ArtifactError(f"{str(path)!r} is not a sealed artifact, but a key was given; refusing to open it as "
-                                f"plaintext (a plain folder may have been swapped in for a sealed one). Drop the key "
-                                f"to open a plain artifact.")
+                                f"plaintext, since a plain folder may have been swapped in for a sealed one (drop the "
+                                f"key to open a plain artifact).")
         return open_encrypted(path, secret)
     return Artifact.load(path)
 

@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifact import MANIFEST, Artifact, parse_manifest, check_file_name, folder_files, listed_files
+from ..artifact import MANIFEST, Artifact, check_file_name, folder_files, listed_files, parse_manifest
 from ..errors import ArtifactError, UsageError
 from ..report import Report, table_html
 from . import crypto
