@@ -86,3 +86,68 @@ def test_tied_weights_are_saved(tmp_path):
     art = save_artifact(tmp_path / "t", {"a": shared, "b": shared}, task={"name": "x"}, model_config={}, verb="t", options={})
     sd = Artifact.load(art.path).state_dict()
     assert torch.equal(sd["a"], sd["b"])
+
+
+def _relist(folder, files):
+    """Rewrite the manifest with `files` as its file list and a matching id (so only the list can be at fault)."""
+    from tamer.artifact import content_id
+
+    m = json.loads((folder / MANIFEST).read_text())
+    m["files"] = files
+    m["id"] = content_id(m)
+    (folder / MANIFEST).write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize("name", ["../outside.bin", "/tmp/outside.bin", "sub/../../outside.bin", "./model.bin", "a//b", "C:/x"])
+def test_manifest_names_outside_the_folder_are_refused_before_any_file_is_opened(tmp_path, monkeypatch, name):
+    import hashlib
+
+    import tamer.artifact as artifact_module
+
+    art, _ = _save(tmp_path / "a")
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"not part of the artifact")
+    _relist(art.path, {**art.manifest["files"], name: hashlib.sha256(outside.read_bytes()).hexdigest()})
+    opened = []
+    monkeypatch.setattr(artifact_module, "sha256_file", lambda p: opened.append(p) or "0")
+    with pytest.raises(ArtifactError, match="not a plain relative path"):
+        Artifact.load(tmp_path / "a")
+    assert opened == []
+
+
+def test_a_file_the_manifest_does_not_list_is_refused(tmp_path):
+    _save(tmp_path / "a")
+    (tmp_path / "a" / "sub").mkdir()
+    (tmp_path / "a" / "sub" / "extra.py").write_text("print('hello')")
+    with pytest.raises(ArtifactError, match="'sub/extra.py', which its manifest does not list"):
+        Artifact.load(tmp_path / "a")
+
+
+def test_writers_leave_no_unlisted_file(tmp_path):
+    def tokenizer(folder):
+        (folder / "tokenizer").mkdir()
+        (folder / "tokenizer" / "tokenizer.json").write_text("{}")
+
+    art, _ = _save(tmp_path / "a", write_files=tokenizer)
+    assert sorted(art.manifest["files"]) == ["model.safetensors", "tokenizer/tokenizer.json"]
+    assert Artifact.load(art.path).manifest == art.manifest
+
+
+def test_an_artifact_in_memory_is_checked_like_a_folder_and_reads_the_same(tmp_path):
+    art, state = _save(tmp_path / "a")
+    files = {n: (art.path / n).read_bytes() for n in [MANIFEST, *art.manifest["files"]]}
+    mem = Artifact.from_memory(tmp_path / "sealed", files)
+    assert mem.in_memory and mem.path == tmp_path / "sealed" and mem.manifest == art.manifest
+    assert mem.read_bytes(WEIGHTS) == art.read_bytes(WEIGHTS) and mem.size(WEIGHTS) == art.size(WEIGHTS)
+    for k, v in state.items():
+        assert torch.equal(mem.state_dict()[k], v)
+    with pytest.raises(ArtifactError, match="no path on disk"):
+        mem.file(WEIGHTS)
+    with pytest.raises(ArtifactError, match="has no file"):
+        mem.read_bytes("../manifest.json")
+    bad = dict(files)
+    bad[WEIGHTS] = bad[WEIGHTS][:-1] + bytes([bad[WEIGHTS][-1] ^ 1])
+    with pytest.raises(ArtifactError, match="sha256"):
+        Artifact.from_memory(tmp_path / "x", bad)
+    with pytest.raises(ArtifactError, match="does not list"):
+        Artifact.from_memory(tmp_path / "x", {**files, "extra.bin": b"x"})

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .artifact import Artifact
 from .config import make_config
-from .errors import UsageError
+from .errors import ArtifactError, UsageError
 
 if TYPE_CHECKING:
     from .tasks.base import Task
@@ -19,12 +19,17 @@ if TYPE_CHECKING:
 
 
 def load(path: str | Path, key_file: str | None = None, passphrase_env: str | None = None) -> Artifact:
-    """Open an artifact folder, verifying its hashes; an encrypted one opens when given its key."""
+    """Open an artifact folder, verifying its hashes. Given a key, only a sealed artifact opens (decrypted in
+    memory): a plain folder is refused, since it may have been swapped in for the sealed one."""
     if key_file or passphrase_env:
         from .protect import is_encrypted, open_encrypted, secret_from_options
 
-        if is_encrypted(path):
-            return open_encrypted(path, secret_from_options(key_file, passphrase_env))
+        secret = secret_from_options(key_file, passphrase_env)
+        if Path(path).is_dir() and not is_encrypted(path):
+            raise ArtifactError(f"{str(path)!r} is not a sealed artifact, but a key was given; refusing to open it as "
+                                f"plaintext, since a plain folder may have been swapped in for a sealed one (drop the "
+                                f"key to open a plain artifact).")
+        return open_encrypted(path, secret)
     return Artifact.load(path)
 
 

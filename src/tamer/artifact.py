@@ -1,16 +1,20 @@
-"""Artifact: one immutable model version on disk (weights + manifest), written atomically, verified on load."""
+"""Artifact: one immutable model version (weights + manifest), written atomically, verified on load (every name
+confined to its folder, no unlisted file, every sha256); its files on disk or, opened from a sealed folder, in memory."""
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import platform
 import shutil
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from dataclasses import field as dc_field
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Mapping
 
 from .errors import ArtifactError, UsageError
 
@@ -60,12 +64,57 @@ def _versions() -> dict[str, str]:
     return {"tamer": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
+def check_file_name(name: Any, where: str) -> str:
+    """`name` if it is a plain relative path inside an artifact folder; refuses absolute paths and `..`."""
+    parts = PurePosixPath(name).parts if isinstance(name, str) else ()
+    if (not parts or name.startswith(("/", "\\")) or "\\" in name or ":" in parts[0] or "\x00" in name
+            or any(part in ("..", ".") for part in parts) or name != "/".join(parts)):
+        raise ArtifactError(f"{where} names file {name!r}, which is not a plain relative path inside the artifact "
+                            f"(no absolute path, no '..'); refusing it before anything is opened.")
+    return name
+
+
+def listed_files(manifest: Mapping[str, Any], where: str) -> dict[str, str]:
+    """The manifest's `files` ({name: sha256}) after checking every name stays inside the artifact."""
+    files = manifest.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise ArtifactError(f"the manifest of {where} has a damaged file list; it must map file names to sha256 digests.")
+    for name in files:
+        check_file_name(name, f"the manifest of {where}")
+    if MANIFEST in files:
+        raise ArtifactError(f"the manifest of {where} lists {MANIFEST} itself; the artifact is damaged.")
+    return files
+
+
+def parse_manifest(data: bytes, where: str) -> dict:
+    """The manifest in `data`, refused unless it is JSON of the schema this tamer reads."""
+    try:
+        manifest = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"the manifest of {where} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}).") from None
+    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+        raise ArtifactError(
+            f"{where} has manifest schema {manifest.get('schema_version') if isinstance(manifest, dict) else None!r}; "
+            f"this tamer reads schema {SCHEMA_VERSION}."
+        )
+    return manifest
+
+
+def folder_files(path: Path) -> list[str]:
+    """Every file under `path`, as sorted relative POSIX names."""
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() or p.is_symlink())
+
+
 @dataclass(frozen=True)
 class Artifact:
-    """A model version on disk. Use `Artifact.load(path)` to open one and `save_artifact` to write one."""
+    """A model version. Use `Artifact.load(path)` to open one and `save_artifact` to write one.
+
+    Its files live in the folder `path`, or, for a sealed artifact opened with its key, in memory (`files`, name to
+    bytes, manifest.json included; `path` is then the sealed folder). Read them with `read_bytes(name)`."""
 
     path: Path
     manifest: dict
+    files: Mapping[str, bytes] | None = dc_field(default=None, repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -79,37 +128,91 @@ class Artifact:
     def metrics(self) -> dict:
         return self.manifest.get("metrics", {})
 
+    @property
+    def in_memory(self) -> bool:
+        return self.files is not None
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Artifact":
-        """Open an artifact folder and check every file against the sha256 its manifest records."""
+        """Open an artifact folder: file names confined to it, no file the manifest does not list, every sha256 checked."""
         path = Path(path)
+        where = f"artifact {str(path)!r}"
         if not path.exists():
-            raise ArtifactError(f"artifact {str(path)!r} does not exist; pass a folder written by tamer (it holds {MANIFEST}).")
+            raise ArtifactError(f"{where} does not exist; pass a folder written by tamer (it holds {MANIFEST}).")
         if not (path / MANIFEST).is_file():
             raise ArtifactError(f"{str(path)!r} is not a tamer artifact: it has no {MANIFEST}.")
         if (path / "encryption.json").is_file():  # written by protect/sealed.py
-            raise ArtifactError(f"artifact {str(path)!r} is encrypted; pass its --key-file or --passphrase-env, "
+            raise ArtifactError(f"{where} is encrypted; pass its --key-file or --passphrase-env, "
                                 f"or `tamer decrypt` it first.")
-        try:
-            manifest = json.loads((path / MANIFEST).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"the manifest of artifact {str(path)!r} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}).") from None
-        if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
-            raise ArtifactError(
-                f"artifact {str(path)!r} has manifest schema {manifest.get('schema_version') if isinstance(manifest, dict) else None!r}; "
-                f"this tamer reads schema {SCHEMA_VERSION}."
-            )
-        for name, expected in manifest.get("files", {}).items():
+        manifest = parse_manifest((path / MANIFEST).read_bytes(), where)
+        files = listed_files(manifest, where)
+        unlisted = [n for n in folder_files(path) if n != MANIFEST and n not in files]
+        if unlisted:
+            raise ArtifactError(f"{where} holds {unlisted[0]!r}, which its manifest does not list"
+                                f"{f' (and {len(unlisted) - 1} more)' if len(unlisted) > 1 else ''}; "
+                                f"an artifact is exactly the files its manifest hashes, so remove it or save a new artifact.")
+        for name, expected in files.items():
             file = path / name
             if not file.is_file():
-                raise ArtifactError(f"artifact {str(path)!r} is missing {name!r}, which its manifest lists.")
+                raise ArtifactError(f"{where} is missing {name!r}, which its manifest lists.")
             if sha256_file(file) != expected:
-                raise ArtifactError(f"{name!r} in artifact {str(path)!r} does not match its sha256 in the manifest: the file was changed or corrupted.")
-        if content_id(manifest) != manifest.get("id"):
-            raise ArtifactError(f"the manifest of artifact {str(path)!r} was edited: its id {manifest.get('id')!r} no longer matches its content.")
+                raise ArtifactError(f"{name!r} in {where} does not match its sha256 in the manifest: the file was changed or corrupted.")
+        _check_id(manifest, where)
         return cls(path=path, manifest=manifest)
 
+    @classmethod
+    def from_memory(cls, path: str | os.PathLike, files: Mapping[str, bytes]) -> "Artifact":
+        """An artifact whose files are held in memory (`files` holds manifest.json and every file it lists, nothing
+        else), checked as `load` checks a folder; `path` names where it came from (a sealed folder)."""
+        path = Path(path)
+        where = f"artifact {str(path)!r}"
+        if MANIFEST not in files:
+            raise ArtifactError(f"{where} has no {MANIFEST}.")
+        manifest = parse_manifest(files[MANIFEST], where)
+        listed = listed_files(manifest, where)
+        extra = sorted(set(files) - set(listed) - {MANIFEST})
+        if extra:
+            raise ArtifactError(f"{where} holds {extra[0]!r}, which its manifest does not list; refusing it.")
+        for name, expected in listed.items():
+            if name not in files:
+                raise ArtifactError(f"{where} is missing {name!r}, which its manifest lists.")
+            if hashlib.sha256(files[name]).hexdigest() != expected:
+                raise ArtifactError(f"{name!r} in {where} does not match its sha256 in the manifest: the file was changed or corrupted.")
+        _check_id(manifest, where)
+        return cls(path=path, manifest=manifest, files=MappingProxyType(dict(files)))
+
+    def read_bytes(self, name: str) -> bytes:
+        """The bytes of one of the artifact's files (a name its manifest lists, or manifest.json), checked again
+        against its sha256 when it is read from disk."""
+        listed = self.manifest.get("files", {})
+        if name != MANIFEST and name not in listed:
+            raise ArtifactError(f"artifact {str(self.path)!r} has no file {name!r}; it holds {', '.join(sorted(listed))}.")
+        if self.files is not None:
+            return self.files[name]
+        data = (self.path / name).read_bytes()
+        if name != MANIFEST and hashlib.sha256(data).hexdigest() != listed[name]:
+            raise ArtifactError(f"{name!r} in artifact {str(self.path)!r} changed after it was opened; reopen it.")
+        return data
+
+    def open(self, name: str) -> BinaryIO:
+        """A binary stream of one of the artifact's files (streamed from disk, so a large file is never read whole)."""
+        if self.files is not None:
+            return io.BytesIO(self.read_bytes(name))
+        if name != MANIFEST and name not in self.manifest.get("files", {}):
+            self.read_bytes(name)  # raises: not one of the artifact's files
+        return open(self.path / name, "rb")
+
+    def size(self, name: str) -> int:
+        """Bytes of one of the artifact's files."""
+        if self.files is not None:
+            return len(self.read_bytes(name))
+        return (self.path / name).stat().st_size
+
     def state_dict(self) -> dict[str, torch.Tensor]:
+        if self.files is not None:
+            from safetensors.torch import load
+
+            return load(self.files[WEIGHTS])
         from safetensors.torch import load_file
 
         return load_file(self.path / WEIGHTS)
@@ -118,9 +221,9 @@ class Artifact:
         """(task, model): the task with its saved state (tokenizer, labels) and the model in eval mode."""
         from safetensors import SafetensorError
 
-        from .tasks.base import task_from_manifest
+        from .tasks.base import task_from_artifact
 
-        task = task_from_manifest(self.manifest, self.path)
+        task = task_from_artifact(self)
         model = task.build_model(self.manifest["model_config"])
         fmt = self.manifest.get("format", "fp32")
         if fmt != "fp32" and fmt not in FORMAT_LOADERS:
@@ -137,7 +240,16 @@ class Artifact:
         return task, model.eval()
 
     def file(self, name: str) -> Path:
+        """The path of one of the artifact's files on disk; a sealed artifact opened in memory has none."""
+        if self.files is not None:
+            raise ArtifactError(f"artifact {str(self.path)!r} is sealed and open in memory, so {name!r} has no path "
+                                f"on disk; read it with read_bytes({name!r}), or `tamer decrypt` the artifact first.")
         return self.path / name
+
+
+def _check_id(manifest: dict, where: str) -> None:
+    if content_id(manifest) != manifest.get("id"):
+        raise ArtifactError(f"the manifest of {where} was edited: its id {manifest.get('id')!r} no longer matches its content.")
 
 
 def save_artifact(

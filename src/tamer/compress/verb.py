@@ -97,7 +97,7 @@ def _layer_errors(fp32, quant, recipe) -> dict[str, float]:
 
 
 def _file_bytes(artifact: Artifact) -> int:
-    return (artifact.path / WEIGHTS).stat().st_size
+    return artifact.size(WEIGHTS)
 
 
 def compress(artifact: Artifact, config: CompressConfig, out: str | Path, progress: bool = True) -> tuple[Artifact, CompressReport]:

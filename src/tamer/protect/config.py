@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import check, field
-from .crypto import DEFAULT_CHUNK, MAX_CHUNK
+from .crypto import DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,8 @@ class EncryptConfig:
     chunk_size: int = field(DEFAULT_CHUNK, "plaintext bytes per AES-GCM chunk (memory stays near four chunks)")
 
     def __post_init__(self):
-        check(1 <= self.chunk_size <= MAX_CHUNK, f"--chunk-size {self.chunk_size} is out of range; use 1 to {MAX_CHUNK} bytes.")
+        check(MIN_CHUNK <= self.chunk_size <= MAX_CHUNK,
+              f"--chunk-size {self.chunk_size} is out of range; use {MIN_CHUNK} (64 KiB) to {MAX_CHUNK} bytes (1 GiB).")
         check(bool(self.key_file) != bool(self.passphrase_env),
               "give exactly one of --key-file KEYFILE or --passphrase-env VAR.")
 

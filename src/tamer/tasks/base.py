@@ -5,7 +5,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -13,6 +13,9 @@ from torch.utils.data import Dataset
 
 from ..config import make_config
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..artifact import Artifact
 
 
 @dataclass
@@ -40,7 +43,8 @@ class Task(ABC):
 
     Life cycle: `prepare(seed)` reads the data (and builds whatever the data decides, such as the label
     names or a tokenizer); `model_config()` then describes the model to build; `write_files(folder)`
-    saves that state beside the weights, and `restore(folder, model_config)` reads it back.
+    saves that state beside the weights, and `restore(artifact, model_config)` reads it back through
+    `artifact.read_bytes(name)` (a sealed artifact's files are in memory: they have no folder).
     """
 
     name: ClassVar[str]
@@ -85,8 +89,8 @@ class Task(ABC):
     def write_files(self, folder: Path) -> None:
         """Save state other than weights (a tokenizer, say) into an artifact folder."""
 
-    def restore(self, folder: Path, model_config: dict[str, Any]) -> None:
-        """Read back what `write_files` saved."""
+    def restore(self, artifact: Artifact, model_config: dict[str, Any]) -> None:
+        """Read back what `write_files` saved, with `artifact.read_bytes(name)` (name relative to the folder)."""
 
     # -- compute ------------------------------------------------------------------------
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -196,10 +200,11 @@ def make_task(name: str, options: dict[str, Any] | None = None) -> Task:
     return cls(make_config(cls.Config, options or {}))
 
 
-def task_from_manifest(manifest: dict[str, Any], folder: Path) -> Task:
+def task_from_artifact(artifact: Artifact) -> Task:
     """Rebuild the task an artifact was made for, with its saved state (tokenizer, labels)."""
+    manifest = artifact.manifest
     task = make_task(manifest["task"]["name"], manifest["task"].get("config", {}))
-    task.restore(folder, manifest["model_config"])
+    task.restore(artifact, manifest["model_config"])
     return task
 
 

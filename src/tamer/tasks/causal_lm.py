@@ -1,7 +1,6 @@
 """`causal-lm`: a GPT-2-style decoder trained on a plain text file; metric perplexity."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +12,8 @@ from ..errors import DataError, UsageError
 from .base import ListDataset, Splits, Task, register_task
 from .splits import split_indices
 from .textfiles import read_plain
-from .vocab import load_tokenizer, quiet_transformers, train_tokenizer
+from .pretrained import model_from_config, pretrained_config, pretrained_model
+from .vocab import load_tokenizer, quiet_transformers, tokenizer_from_artifact, train_tokenizer
 
 PRESETS = {
     "tiny": dict(n_layer=2, n_head=2, n_embd=64),
@@ -140,9 +140,7 @@ class CausalLMTask(Task):
 
     def model_config(self):
         if self._pretrained:
-            from transformers import AutoConfig
-
-            cfg = json.loads(AutoConfig.from_pretrained(self._pretrained).to_json_string(use_diff=False))
+            cfg = pretrained_config(self._pretrained)
         else:
             cfg = dict(model_type="gpt2", vocab_size=len(self.tokenizer), n_positions=self.config.block_size,
                        bos_token_id=self.tokenizer.bos_token_id, eos_token_id=self.tokenizer.eos_token_id,
@@ -152,11 +150,9 @@ class CausalLMTask(Task):
 
     def build_model(self, model_config):
         quiet_transformers()
-        from transformers import AutoConfig, AutoModelForCausalLM
-
         if self._pretrained:
-            return CausalLM(AutoModelForCausalLM.from_pretrained(self._pretrained))
-        model = CausalLM(AutoModelForCausalLM.from_config(AutoConfig.for_model(**model_config["decoder"])))
+            return CausalLM(pretrained_model(self._pretrained, causal_lm=True))
+        model = CausalLM(model_from_config(model_config["decoder"], "the decoder config", causal_lm=True))
         if model_config.get("attention_heads"):  # written by structured head pruning
             _narrow_attention(model, model_config["attention_heads"])
         return model
@@ -164,6 +160,6 @@ class CausalLMTask(Task):
     def write_files(self, folder):
         self.tokenizer.save_pretrained(str(folder / "tokenizer"))
 
-    def restore(self, folder, model_config):
-        self.tokenizer = load_tokenizer(folder / "tokenizer")
+    def restore(self, artifact, model_config):
+        self.tokenizer = tokenizer_from_artifact(artifact, "tokenizer")
         self._pretrained = None

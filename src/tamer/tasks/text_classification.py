@@ -1,7 +1,6 @@
 """`text-classification`: a Hugging Face encoder plus a mean-pooled classification head."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,8 @@ from ..errors import UsageError
 from .base import ListDataset, Splits, Task, register_task
 from .splits import split_indices
 from .textfiles import read_labelled, read_plain
-from .vocab import load_tokenizer, quiet_transformers, train_tokenizer
+from .pretrained import model_from_config, pretrained_config, pretrained_model
+from .vocab import load_tokenizer, quiet_transformers, tokenizer_from_artifact, train_tokenizer
 
 TINY_BERT = dict(model_type="bert", hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                  intermediate_size=128, max_position_embeddings=512)
@@ -31,11 +31,8 @@ def minilm_path() -> str:
 
 
 def _encoder_from_config(encoder: dict) -> nn.Module:
-    from transformers import AutoConfig, AutoModel
-
-    config = AutoConfig.for_model(**encoder)
-    extra = {"add_pooling_layer": False} if config.model_type == "bert" else {}
-    return AutoModel.from_config(config, **extra)
+    extra = {"add_pooling_layer": False} if encoder.get("model_type") == "bert" else {}
+    return model_from_config(encoder, "the encoder config", **extra)
 
 
 def _narrow_attention(encoder: nn.Module, heads: int) -> None:
@@ -208,9 +205,7 @@ class TextClassificationTask(Task):
     # -- model --------------------------------------------------------------------------
     def model_config(self):
         if self._pretrained:
-            from transformers import AutoConfig
-
-            encoder = json.loads(AutoConfig.from_pretrained(self._pretrained).to_json_string(use_diff=False))
+            encoder = pretrained_config(self._pretrained)
         else:
             encoder = dict(TINY_BERT, vocab_size=len(self.tokenizer), pad_token_id=self.tokenizer.pad_token_id)
         encoder = {k: v for k, v in encoder.items() if not k.startswith("_") and k not in ("transformers_version", "architectures")}
@@ -219,10 +214,8 @@ class TextClassificationTask(Task):
     def build_model(self, model_config):
         quiet_transformers()
         if self._pretrained:  # fresh training from pretrained weights
-            from transformers import AutoModel
-
             extra = {"add_pooling_layer": False} if model_config["encoder"].get("model_type") == "bert" else {}
-            encoder = AutoModel.from_pretrained(self._pretrained, **extra)
+            encoder = pretrained_model(self._pretrained, **extra)
         else:
             encoder = _encoder_from_config(model_config["encoder"])
             if model_config.get("attention_heads"):  # written by structured head pruning
@@ -232,7 +225,7 @@ class TextClassificationTask(Task):
     def write_files(self, folder):
         self.tokenizer.save_pretrained(str(folder / "tokenizer"))
 
-    def restore(self, folder, model_config):
-        self.tokenizer = load_tokenizer(folder / "tokenizer")
+    def restore(self, artifact, model_config):
+        self.tokenizer = tokenizer_from_artifact(artifact, "tokenizer")
         self.labels = list(model_config["labels"])
         self._pretrained = None

@@ -1,9 +1,20 @@
-"""Tokenizers: a pretrained one from a model folder, or a small one trained offline on the training text."""
+"""Tokenizers: a pretrained one from a model folder, a small one trained offline on the training text, or the one an
+artifact saved, rebuilt from its JSON (read through the artifact, so a sealed one never touches the disk)."""
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import TYPE_CHECKING, Literal
 
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
+
+from ..errors import ArtifactError
+from .pretrained import pretrained_tokenizer, refuse_remote_code
+
+if TYPE_CHECKING:
+    from ..artifact import Artifact
+
+SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+SETTINGS = ("model_max_length", "padding_side", "truncation_side", "clean_up_tokenization_spaces")
 
 
 def train_tokenizer(texts: list[str], kind: Literal["wordpiece", "bpe"], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -40,4 +51,39 @@ def quiet_transformers() -> None:
 
 
 def load_tokenizer(folder) -> PreTrainedTokenizerFast:
-    return AutoTokenizer.from_pretrained(str(folder))
+    """The tokenizer of a Hugging Face model folder (no code from it runs; see pretrained.py)."""
+    return pretrained_tokenizer(folder)
+
+
+def _token(value):
+    return value.get("content") if isinstance(value, dict) else value  # older files store AddedToken as a dict
+
+
+def tokenizer_from_artifact(artifact: Artifact, folder: str = "tokenizer") -> PreTrainedTokenizerFast:
+    """The tokenizer an artifact saved under `folder` (by `save_pretrained`): its tokenizer.json, with the special
+    tokens and settings of tokenizer_config.json (and special_tokens_map.json, which older versions wrote)."""
+    from tokenizers import Tokenizer
+
+    where = f"artifact {str(artifact.path)!r}"
+    listed = artifact.manifest.get("files", {})
+    if f"{folder}/tokenizer.json" not in listed:
+        raise ArtifactError(f"{where} has no {folder}/tokenizer.json; tamer reads a saved tokenizer from that file.")
+    settings: dict = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        if f"{folder}/{name}" in listed:
+            try:
+                config = json.loads(artifact.read_bytes(f"{folder}/{name}"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise ArtifactError(f"{folder}/{name} in {where} is not valid JSON.") from None
+            refuse_remote_code(config, f"{folder}/{name} in {where}")
+            settings.update(config if isinstance(config, dict) else {})
+    kwargs = {k: _token(settings[k]) for k in SPECIAL_TOKENS if settings.get(k) is not None}
+    extra = settings.get("additional_special_tokens") or settings.get("extra_special_tokens")
+    if isinstance(extra, list) and extra:
+        kwargs["additional_special_tokens"] = [_token(t) for t in extra]
+    kwargs.update({k: settings[k] for k in SETTINGS if settings.get(k) is not None})
+    try:
+        backend = Tokenizer.from_str(artifact.read_bytes(f"{folder}/tokenizer.json").decode("utf-8"))
+    except Exception as exc:  # tokenizers raises a plain Exception on JSON it cannot read
+        raise ArtifactError(f"{folder}/tokenizer.json in {where} is not a tokenizer ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}).") from None
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **kwargs)
