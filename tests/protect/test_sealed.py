@@ -115,8 +115,10 @@ def test_recipe_stages_scrub_then_encrypt(tmp_path, artifact_factory):
     run = run_recipe({"task": "digits", "artifact": str(art.path), "stages": [{"encrypt": {}}]},
                      out=tmp_path / "run2", progress=False)
     folder = tmp_path / "run2" / "01-encrypt"
-    assert run.status == "passed" and (folder / "artifact.key").is_file()
-    assert tamer.load(folder / "artifact.encrypted", key_file=str(folder / "artifact.key")).id == art.id
+    key = next(Path(os.environ["TAMER_KEY_DIR"]).glob(f"run2-{art.id}*.key"))  # outside the run folder (hole 10)
+    assert run.status == "passed" and not list((tmp_path / "run2").rglob("*.key"))
+    assert run.plaintext_copies == [str(art.path)]  # the input artifact, outside the run, is named as left in clear
+    assert tamer.load(folder / "artifact.encrypted", key_file=str(key)).id == art.id
 
 
 # -- a key means sealed or refused (issue 13, hole 1) ---------------------------------------------------------------
