@@ -81,7 +81,7 @@ def main() -> int:
 def latency_table(args) -> dict:
     import tamer
     from tamer.artifact import Artifact, save_artifact
-    from tamer.compress import compiled
+    from tamer.compression import compiled
     from tamer.tasks.base import make_task
 
     work = Path(tempfile.mkdtemp(prefix="tamer-bench-compress-"))
@@ -111,7 +111,7 @@ def latency_table(args) -> dict:
     _, m8 = Artifact.load(q8.path).load_model()  # the load path rebuilds the fast execution
     layers = q8.manifest["quantization"]["layers"]
     fell = {n: r["reason"] for n, r in layers.items() if r["exec"] == "fp32-fallback"}
-    from tamer.compress.layers import BACKEND
+    from tamer.compression.layers import BACKEND
 
     add(f"tamer int8 ({BACKEND} per-token, SmoothQuant, int8 embeddings)", pooled(m8), size_mb(q8.path / "model.safetensors"),
         f"{sum(r['exec'] == 'int8-dynamic' for r in layers.values())} linear layers int8, {len(fell)} fell back")
@@ -173,7 +173,7 @@ def latency_table(args) -> dict:
     add("torch.ao quantize_dynamic per-channel", pooled(tao), size_mb(tao_path))
 
     try:
-        from tamer.compress.export import ort_session
+        from tamer.compression.export import ort_session
 
         onnx_dir = work / "onnx"
         onnx_dir.mkdir()
@@ -296,10 +296,10 @@ def sentiment_table(args) -> dict:
         rows[-1]["note"] = (f"{vocab['test_tokens_unknown']:.1%} of test tokens outside its {vocab['kept']} kept; "
                             f"teacher reading them as [UNK]: {vocab['teacher_metric_trimmed']:.4f}")
     if args.distill_baseline:
-        from tamer.compress import CompressConfig
-        from tamer.compress.distill import train_student
-        from tamer.compress.student import build_student
-        from tamer.compress.measure import calibration_batches
+        from tamer.compression import CompressConfig
+        from tamer.compression.distill import train_student
+        from tamer.compression.student import build_student
+        from tamer.compression.measure import calibration_batches
 
         task, model = teacher.load_model()
         splits = task.prepare(0)

@@ -47,7 +47,7 @@ def local_bytes(t) -> int:
 
 
 def worker_memory(strategy: str) -> dict:
-    from tamer.train.distributed import join, leave, wrap
+    from tamer.training.distributed import join, leave, wrap
 
     world = join(600)
     torch.manual_seed(0)
@@ -96,9 +96,9 @@ def hand_ddp(task, splits, epochs: int, batch_size: int, lr: float) -> tuple[flo
 
 def worker_throughput(epochs: int, repeats: int) -> dict:
     from tamer.tasks import make_task
-    from tamer.train import TrainConfig
-    from tamer.train.distributed import join, leave
-    from tamer.train.loop import fit
+    from tamer.training import TrainConfig
+    from tamer.training.distributed import join, leave
+    from tamer.training.loop import fit
 
     world = join(600)
     task = make_task("digits")

@@ -66,8 +66,8 @@ def bench_ig(artifact, reps: int) -> dict:
     """tamer's IG path vs Captum's LayerIntegratedGradients on the same 32-token input, interleaved."""
     from captum.attr import LayerIntegratedGradients
 
-    from tamer.explain.config import ExplainConfig
-    from tamer.explain.subjects import TextSubject
+    from tamer.explanation.config import ExplainConfig
+    from tamer.explanation.subjects import TextSubject
 
     task, model = artifact.load_model()
     subject = TextSubject(task, model)
@@ -121,10 +121,10 @@ def bench_batch(artifact, sentences: list[str], labels: list[str], n_single: int
     import importlib
 
     import tamer
-    from tamer.explain.config import ExplainConfig
-    from tamer.explain.subjects import TextSubject
+    from tamer.explanation.config import ExplainConfig
+    from tamer.explanation.subjects import TextSubject
 
-    explainer = importlib.import_module("tamer.explain.explainer")
+    explainer = importlib.import_module("tamer.explanation.explainer")
     opts = {"sanity": "none", "global_examples": 0, "progress": False}  # dataset-level views, not per input
     (work / "sentences.txt").write_text("".join(s + "\n" for s in sentences), encoding="utf-8")
     attribute_items, spent = explainer.attribute_items, [0.0]

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "protect"))  # the Faker corpus shared with the tests
+sys.path.insert(0, str(ROOT / "tests" / "protection"))  # the Faker corpus shared with the tests
 
 
 class _Discard:
@@ -69,7 +69,7 @@ def _file_to_file(folder: Path, src: Path, secret, chunk: int) -> dict[str, floa
 
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from tamer.protect import crypto
+    from tamer.protection import crypto
 
     aes, out, times = AESGCM(secret.key), folder / "out.bin", {}
     t0 = time.perf_counter()
@@ -99,7 +99,7 @@ def bench_encryption(size_mb: int, big_gb: float) -> dict:
 
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from tamer.protect import crypto
+    from tamer.protection import crypto
 
     secret = crypto.Secret(key=crypto.generate_key())
     chunk = crypto.DEFAULT_CHUNK
@@ -196,7 +196,7 @@ _BASELINE = {  # what a quick regex pass would use: no checksums, no context, no
 
 
 def _baseline_find(text):
-    from tamer.protect.detect import Found
+    from tamer.protection.detect import Found
 
     found = []
     for entity, pattern in _BASELINE.items():
@@ -209,7 +209,7 @@ def _baseline_find(text):
 def bench_scrub(per_entity: int, adversarial_mb: float = 1.0) -> dict:
     from pii_corpus import ADVERSARIAL, adversarial_line, pii_corpus, score
 
-    from tamer.protect.detect import ENTITIES, find_pii
+    from tamer.protection.detect import ENTITIES, find_pii
 
     out = {"per_entity": per_entity, "locales": {}}
     all_lines = []
@@ -287,8 +287,8 @@ def _verb_seconds(args: list[str], out: Path) -> tuple[float, float]:
 
 
 def bench_privacy(quick: bool) -> dict:
-    from tamer.protect import PrivacyConfig
-    from tamer.protect.privacy import DP_DEFAULTS, private_model_config, train_private
+    from tamer.protection import PrivacyConfig
+    from tamer.protection.privacy import DP_DEFAULTS, private_model_config, train_private
     from tamer.tasks.base import make_task
 
     opts = dict(DP_DEFAULTS)
@@ -339,7 +339,7 @@ def bench_federated(quick: bool) -> dict:
     import torch
     from torch.utils.data import Subset
 
-    from tamer.protect.federated import FederateConfig, deal, run_rounds
+    from tamer.protection.federated import FederateConfig, deal, run_rounds
     from tamer.tasks.base import make_task
 
     rounds = 3 if quick else 20
@@ -371,7 +371,7 @@ def bench_dp_text(quick: bool) -> dict:
     import torch
 
     import tamer
-    from tamer.protect.secure_random import SecureRandom
+    from tamer.protection.secure_random import SecureRandom
 
     sentiment = ROOT.parent / "shared" / "data" / "sentiment" / "yelp_labelled.txt"
     out = {}

@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader
 
 import tamer
 from tamer.tasks import make_task
-from tamer.train import TrainConfig
-from tamer.train.loop import fit
+from tamer.training import TrainConfig
+from tamer.training.loop import fit
 
 SENTIMENT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sentiment"
 

@@ -1,5 +1,6 @@
-"""`import tamer` is light: the public API is complete, the protect verbs never load torch, and the verbs
-`tamer.explain` / `tamer.compress` survive importing the subpackages of the same name."""
+"""`import tamer` is light: the public API is complete, the protection verbs never load torch, and the verbs
+(`tamer.explain`, `tamer.compress`, ...) and the packages (nouns: `tamer.explanation`, `tamer.compression`, ...)
+never share a name, so no import order can swap one for the other."""
 import json
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def test_public_api_is_complete():
     from tamer.artifact import Artifact
     from tamer.errors import TamerError
     from tamer.tasks import Task, register_task
-    from tamer.train import TrainConfig
+    from tamer.training import TrainConfig
 
     assert (tamer.Task, tamer.register_task, tamer.TrainConfig) == (Task, register_task, TrainConfig)
     assert (tamer.Artifact, tamer.TamerError) == (Artifact, TamerError)
@@ -73,35 +74,36 @@ def test_public_api_is_complete():
         tamer.nothing_here  # noqa: B018
 
 
-def test_verbs_survive_importing_the_subpackages_of_the_same_name():
-    import tamer.compress.quantize  # noqa: F401
-    import tamer.explain.attribute  # noqa: F401
+def test_verbs_and_packages_have_their_own_names():
+    import tamer.compression.quantize  # noqa: F401
+    import tamer.explanation.attribute  # noqa: F401
     import tamer.tasks.base  # noqa: F401
-    import tamer.train.loop  # noqa: F401
+    import tamer.training.loop  # noqa: F401
 
-    for verb in ("compress", "explain", "tasks", "train"):
+    for verb in ("compress", "explain", "list_tasks", "train"):
         assert getattr(tamer, verb) is getattr(tamer.api, verb) and callable(getattr(tamer, verb)), verb
-    from tamer import compress, explain
+    for noun in ("compression", "explanation", "tasks", "training", "protection"):
+        assert type(getattr(tamer, noun)).__name__ == "module", noun
+    assert type(sys.modules["tamer"]).__name__ == "module"  # no module-class swapping
+    import tamer.compression as tc
 
-    assert (compress, explain) == (tamer.api.compress, tamer.api.explain)
-    assert type(sys.modules["tamer.explain"]).__name__ == "module"
-    from tamer.explain import ExplainConfig  # the subpackage itself stays importable by name
-
-    assert ExplainConfig.__module__ == "tamer.explain.config"
+    assert callable(tc.compiled) and tc.compress is not tamer.compress  # the package's verb is the raw one
 
 
 def test_verbs_survive_in_a_fresh_process_whatever_the_import_order():
-    done = _python("import tamer.explain.attribute, tamer.compress.verb, tamer, tamer.api as a; "
+    done = _python("import tamer.explanation.attribute, tamer.compression.verb, tamer, tamer.api as a; "
                    "tamer.TrainConfig; import tamer.tasks.digits; "
-                   "print(*(getattr(tamer, v) is getattr(a, v) for v in ('explain', 'compress', 'train', 'tasks')))")
+                   "print(*(getattr(tamer, v) is getattr(a, v) for v in ('explain', 'compress', 'train', 'list_tasks')))")
     assert done.stdout.split() == ["True"] * 4, done.stderr
+    done = _python("import tamer; print(tamer.compression.compiled.__module__)")  # README's spelling, lazily
+    assert done.stdout.split() == ["tamer.compression.quantize"], done.stderr
 
 
 def test_a_quantized_artifact_opens_in_a_process_that_never_imported_compress(tmp_path):
     art = _digits_artifact(tmp_path / "a")
     child, _ = tamer.compress(art, quantize="int8", out=tmp_path / "q", progress=False)
-    done = _python("import sys, tamer; before = 'tamer.compress' in sys.modules; "
+    done = _python("import sys, tamer; before = 'tamer.compression' in sys.modules; "
                    "task, model = tamer.load(sys.argv[1]).load_model(); "
-                   "print(before, type(model).__name__, any(type(m).__module__ == 'tamer.compress.layers' for m in model.modules()))",
+                   "print(before, type(model).__name__, any(type(m).__module__ == 'tamer.compression.layers' for m in model.modules()))",
                    str(child.path))
     assert done.stdout.split() == ["False", "DigitsCNN", "True"], done.stderr

@@ -5,8 +5,6 @@ when called, and the classes that need torch (Task, TrainConfig) are imported on
 `tamer keygen`, `encrypt`, `decrypt` and `scrub` never load torch.
 """
 import os as _os
-import sys as _sys
-import types as _types
 
 _os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched from a model hub
 _os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -20,47 +18,38 @@ for _name in ("torchao", "torch.utils._pytree"):
 
 __version__ = "0.1.0"
 
-from .api import compress, decrypt, encrypt, evaluate, explain, federate, keygen, load, run, scrub, tasks, train  # noqa: E402
+from .api import compress, decrypt, encrypt, evaluate, explain, federate, keygen, list_tasks, load, run, scrub, train  # noqa: E402
 from .artifact import FORMAT_LOADERS as _FORMAT_LOADERS  # noqa: E402
 from .artifact import Artifact  # noqa: E402
 from .errors import ArtifactError as _ArtifactError  # noqa: E402
 from .errors import TamerError  # noqa: E402
 
-# Public names that need torch: imported on first access.
-_LAZY = {"Task": "tasks", "register_task": "tasks", "TrainConfig": "train"}
-
-# Verbs that share their name with a subpackage (tamer.train, tamer.tasks, tamer.explain, tamer.compress):
-# importing a subpackage makes Python set it as an attribute of this package, which would replace the verb
-# whenever the subpackage happens to be imported after it. The module class below keeps the public verbs.
-
-
-class _Package(_types.ModuleType):
-    def __setattr__(self, name, value):
-        if isinstance(value, _types.ModuleType) and name in __all__ and isinstance(self.__dict__.get(name), _types.FunctionType):
-            return  # `tamer.explain` stays the verb; the subpackage is sys.modules["tamer.explain"]
-        super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package
+# Public names that need torch, and the packages (nouns: tasks, training, compression, protection, explanation),
+# imported on first access. The verbs are functions (tamer.train, tamer.compress, ...) and never share a name with
+# a package, so importing a package cannot replace a verb.
+_LAZY = {"Task": "tasks", "register_task": "tasks", "TrainConfig": "training"}
+_PACKAGES = ("tasks", "training", "compression", "protection", "explanation")
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
         globals()[name] = value
         return value
+    if name in _PACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_PACKAGES))
 
 
 def _loader_in(module: str, fmt: str):
     """A loader for weight format `fmt` that imports `module` (which registers the real loader) on first use,
-    so an int8 / int4 artifact opens in any process without importing tamer.compress (and torch) up front."""
+    so an int8 / int4 artifact opens in any process without importing tamer.compression (and torch) up front."""
 
     def load(model, state_dict, manifest):
         import importlib
@@ -74,7 +63,8 @@ def _loader_in(module: str, fmt: str):
     return load
 
 
-for _fmt in ("int8", "int4"):  # written by tamer.compress (compress/quantize.py)
-    _FORMAT_LOADERS.setdefault(_fmt, _loader_in(f"{__name__}.compress", _fmt))
+for _fmt in ("int8", "int4"):  # written by tamer.compress (tamer/compression/quantize.py)
+    _FORMAT_LOADERS.setdefault(_fmt, _loader_in(f"{__name__}.compression", _fmt))
 
-__all__ = ["compress", "decrypt", "encrypt", "explain", "federate", "keygen", "scrub", "Artifact", "Task", "TamerError", "TrainConfig", "evaluate", "load", "register_task", "run", "tasks", "train"]
+__all__ = ["compress", "decrypt", "encrypt", "explain", "federate", "keygen", "scrub", "Artifact", "Task", "TamerError",
+           "TrainConfig", "evaluate", "list_tasks", "load", "register_task", "run", "train"]

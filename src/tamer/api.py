@@ -12,7 +12,7 @@ from .errors import ArtifactError, UsageError
 
 if TYPE_CHECKING:
     from .tasks.base import Task
-    from .train import EvalReport, TrainConfig
+    from .training import EvalReport, TrainConfig
 
 # Each verb imports its capability (and torch) when it is called: `import tamer` and the light verbs (keygen,
 # encrypt, decrypt, scrub) never load torch.
@@ -22,7 +22,7 @@ def load(path: str | Path, key_file: str | None = None, passphrase_env: str | No
     """Open an artifact folder, verifying its hashes. Given a key, only a sealed artifact opens (decrypted in
     memory): a plain folder is refused, since it may have been swapped in for the sealed one."""
     if key_file or passphrase_env:
-        from .protect import is_encrypted, open_encrypted, secret_from_options
+        from .protection import is_encrypted, open_encrypted, secret_from_options
 
         secret = secret_from_options(key_file, passphrase_env)
         if Path(path).is_dir() and not is_encrypted(path):
@@ -33,8 +33,8 @@ def load(path: str | Path, key_file: str | None = None, passphrase_env: str | No
     return Artifact.load(path)
 
 
-def tasks() -> list[dict[str, Any]]:
-    """The registered tasks with their kind, metric and options."""
+def list_tasks() -> list[dict[str, Any]]:
+    """The registered tasks with their kind, metric and options (the `tamer tasks` command)."""
     from .tasks.base import get_task_class, task_names
 
     out = []
@@ -47,7 +47,7 @@ def tasks() -> list[dict[str, Any]]:
 
 def split_options(task_cls: type[Task], options: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
     """Options naming TrainConfig fields configure training; the rest configure the task."""
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     task_fields = {f.name for f in dataclasses.fields(task_cls.Config)}
@@ -72,11 +72,11 @@ def train(task: str | Task = "digits", config: TrainConfig | None = None, *, out
           progress: bool = True, **options: Any) -> Artifact:
     """Train a task's model and write an artifact. Options are TrainConfig fields and the task's own (e.g. data=...).
 
-    `private=True` (with epsilon, delta, max_grad_norm) trains with DP-SGD instead (protect/privacy.py)."""
-    from .protect.config import PrivacyConfig
+    `private=True` (with epsilon, delta, max_grad_norm) trains with DP-SGD instead (protection/privacy.py)."""
+    from .protection.config import PrivacyConfig
     from .tasks.base import Task, get_task_class, make_task
-    from .train import TrainConfig
-    from .train import train as _train
+    from .training import TrainConfig
+    from .training import train as _train
 
     privacy_fields = {f.name for f in dataclasses.fields(PrivacyConfig)}
     privacy = make_config(PrivacyConfig, {k: options.pop(k) for k in list(options) if k.replace("-", "_") in privacy_fields})
@@ -95,9 +95,9 @@ def train(task: str | Task = "digits", config: TrainConfig | None = None, *, out
 
 
 def _train_private(task: str | Task, privacy, out, progress: bool, options: dict[str, Any]) -> Artifact:
-    from .protect.privacy import train_private
+    from .protection.privacy import train_private
     from .tasks.base import Task, make_task
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     if isinstance(task, Task):
         train_opts, task_opts = dict(options), {}
@@ -113,7 +113,7 @@ def _train_private(task: str | Task, privacy, out, progress: bool, options: dict
 def evaluate(artifact: str | Path | Artifact, data: str | None = None, batch_size: int = 256,
              key_file: str | None = None, passphrase_env: str | None = None) -> EvalReport:
     """Accuracy, macro-F1 and confusion matrix (classifiers) or perplexity (language models)."""
-    from .train import evaluate as _evaluate
+    from .training import evaluate as _evaluate
 
     if not isinstance(artifact, Artifact):
         artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
@@ -130,14 +130,14 @@ def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, 
 # -- protect: keys, encrypted artifacts --------------------------------------------------------------------------
 def keygen(out: str | Path) -> Path:
     """Write a new random AES-256 key file (owner-only permissions)."""
-    from .protect import write_key_file
+    from .protection import write_key_file
 
     return write_key_file(out)
 
 
 def encrypt(artifact: str | Path | Artifact, config=None, *, out: str | Path, **options: Any):
     """Seal every file of an artifact with streamed AES-256-GCM; the manifest stays readable, authenticated."""
-    from .protect import EncryptConfig, encrypt_artifact, secret_from_options
+    from .protection import EncryptConfig, encrypt_artifact, secret_from_options
 
     config = config or make_config(EncryptConfig, options)
     if not isinstance(artifact, Artifact):
@@ -147,7 +147,7 @@ def encrypt(artifact: str | Path | Artifact, config=None, *, out: str | Path, **
 
 def decrypt(path: str | Path, config=None, *, out: str | Path, **options: Any):
     """Restore an encrypted artifact folder exactly; any change, a wrong key or truncation is refused, nothing written."""
-    from .protect import EncryptConfig, decrypt_artifact, secret_from_options
+    from .protection import EncryptConfig, decrypt_artifact, secret_from_options
 
     config = config or make_config(EncryptConfig, options)
     return decrypt_artifact(path, out, secret_from_options(config.key_file, config.passphrase_env))
@@ -156,12 +156,12 @@ def decrypt(path: str | Path, config=None, *, out: str | Path, **options: Any):
 def scrub(path: str | Path, config=None, *, out: str | Path | None = None, restore: str | Path | None = None,
           progress: bool = True, **options: Any):
     """Replace PII in a TXT/TSV/CSV/JSONL file (streamed) and count it; with `restore=MAPPING`, undo pseudonyms."""
-    from .protect.config import ScrubConfig
-    from .protect.scrub import restore_file, scrub_file
+    from .protection.config import ScrubConfig
+    from .protection.scrub import restore_file, scrub_file
 
     config = config or make_config(ScrubConfig, options)
     if restore is not None:
-        from .protect import secret_from_options
+        from .protection import secret_from_options
 
         return restore_file(path, restore, secret_from_options(config.key_file, config.passphrase_env), out)
     return scrub_file(path, out, config, show_progress=progress)
@@ -172,8 +172,8 @@ def explain(artifact: str | Path | Artifact, config=None, *, out: str | Path | N
     """Attributions (ig, saliency, gradxinput, occlusion, shap, lime) with completeness, faithfulness vs random, a
     weight-randomization sanity check and a per-class global view; writes HTML, JSON and PNGs to `out`.
     A sealed artifact opens with its key_file / passphrase_env."""
-    from .explain import ExplainConfig
-    from .explain import explain as _explain
+    from .explanation import ExplainConfig
+    from .explanation import explain as _explain
 
     config = config or make_config(ExplainConfig, options)
     if not isinstance(artifact, Artifact):
@@ -185,9 +185,9 @@ def federate(task: str | Task = "digits", config=None, *, out: str | Path | None
              **options: Any) -> Artifact:
     """Federated averaging over simulated clients (FederateConfig fields), optionally with client-level DP
     (private, epsilon, delta, max_grad_norm); other options configure the task."""
-    from .protect.config import PrivacyConfig
-    from .protect.federated import FederateConfig
-    from .protect.federated import federate as _federate
+    from .protection.config import PrivacyConfig
+    from .protection.federated import FederateConfig
+    from .protection.federated import federate as _federate
     from .tasks.base import Task, make_task
 
     names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
@@ -209,8 +209,8 @@ def compress(artifact: str | Path | Artifact, config=None, *, out: str | Path | 
     Returns (artifact, CompressReport): the last child artifact written, and what each step measured. With
     key_file / passphrase_env the input may be sealed and every child is sealed with the same secret (a key given
     means sealed output): they are written to a private temporary folder beside `out`, sealed, and removed."""
-    from .compress import CompressConfig
-    from .compress import compress as _compress
+    from .compression import CompressConfig
+    from .compression import compress as _compress
 
     config = config or make_config(CompressConfig, options)
     if not isinstance(artifact, Artifact):
@@ -229,7 +229,7 @@ def _sealed_children(write, out: Path, key_file: str | None, passphrase_env: str
     import shutil
     import tempfile
 
-    from .protect import encrypt_artifact, secret_from_options
+    from .protection import encrypt_artifact, secret_from_options
 
     secret = secret_from_options(key_file, passphrase_env)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -21,7 +21,7 @@ from .errors import ArtifactError, UsageError
 if TYPE_CHECKING:
     import torch
 # torch and safetensors are imported where weights are read or written, so reading a manifest, checking hashes
-# and encrypting an artifact (protect/sealed.py) stay light: `tamer encrypt` never loads torch.
+# and encrypting an artifact (protection/sealed.py) stay light: `tamer encrypt` never loads torch.
 
 SCHEMA_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -141,7 +141,7 @@ class Artifact:
             raise ArtifactError(f"{where} does not exist; pass a folder written by tamer (it holds {MANIFEST}).")
         if not (path / MANIFEST).is_file():
             raise ArtifactError(f"{str(path)!r} is not a tamer artifact: it has no {MANIFEST}.")
-        if (path / "encryption.json").is_file():  # written by protect/sealed.py
+        if (path / "encryption.json").is_file():  # written by protection/sealed.py
             raise ArtifactError(f"{where} is encrypted; pass its --key-file or --passphrase-env, "
                                 f"or `tamer decrypt` it first.")
         manifest = parse_manifest((path / MANIFEST).read_bytes(), where)
@@ -228,7 +228,7 @@ class Artifact:
         fmt = self.manifest.get("format", "fp32")
         if fmt != "fp32" and fmt not in FORMAT_LOADERS:
             raise ArtifactError(f"artifact {str(self.path)!r} has weight format {fmt!r}, which no loaded module reads; "
-                                f"import the capability that wrote it (e.g. tamer.compress).")
+                                f"import the capability that wrote it (e.g. tamer.compression).")
         try:
             if fmt in FORMAT_LOADERS:
                 model = FORMAT_LOADERS[fmt](model, self.state_dict(), self.manifest)

@@ -27,14 +27,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
-    from .protect.config import PrivacyConfig
-    from .train import TrainConfig
+    from .protection.config import PrivacyConfig
+    from .training import TrainConfig
 
     p.add_argument("task", help="a task name (see `tamer tasks`)")
     p.add_argument("--out", help="artifact folder to write (default: artifacts/TASK-TIME)")
     p.add_argument("--data", help="data file for the task")
     add_config_arguments(p, TrainConfig)
-    add_config_arguments(p, PrivacyConfig)  # --private --epsilon --delta --max-grad-norm: DP-SGD (protect/privacy.py)
+    add_config_arguments(p, PrivacyConfig)  # --private --epsilon --delta --max-grad-norm: DP-SGD (protection/privacy.py)
 
 
 def _sealed_input_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,7 +56,7 @@ def _keygen_arguments(p: argparse.ArgumentParser) -> None:
 
 def _crypt_arguments(verb: str):
     def add(p: argparse.ArgumentParser) -> None:
-        from .protect.config import EncryptConfig
+        from .protection.config import EncryptConfig
 
         p.add_argument("artifact", help="artifact folder")
         p.add_argument("--out", required=True, help="folder to write")
@@ -66,8 +66,8 @@ def _crypt_arguments(verb: str):
 
 
 def _federate_arguments(p: argparse.ArgumentParser) -> None:
-    from .protect.config import PrivacyConfig
-    from .protect.federated import FederateConfig
+    from .protection.config import PrivacyConfig
+    from .protection.federated import FederateConfig
 
     p.add_argument("task", help="a task name (see `tamer tasks`)")
     p.add_argument("--out", help="artifact folder to write (default: artifacts/TASK-TIME)")
@@ -77,7 +77,7 @@ def _federate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _scrub_arguments(p: argparse.ArgumentParser) -> None:
-    from .protect.config import ScrubConfig
+    from .protection.config import ScrubConfig
 
     p.add_argument("input", help="text file: .txt, .tsv, .csv or .jsonl")
     p.add_argument("--out", help="file to write (default: INPUT.scrubbed.EXT)")
@@ -91,7 +91,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _compress_arguments(p: argparse.ArgumentParser) -> None:
-    from .compress.config import CompressConfig
+    from .compression.config import CompressConfig
 
     p.add_argument("artifact", help="artifact folder")
     p.add_argument("--out", help="artifact folder to write (default: artifacts/TASK-TIME); sealed with the same "
@@ -101,7 +101,7 @@ def _compress_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _explain_arguments(p: argparse.ArgumentParser) -> None:
-    from .explain.config import ExplainConfig
+    from .explanation.config import ExplainConfig
 
     p.add_argument("artifact", help="artifact folder")
     p.add_argument("--out", help="folder to write (default: explanations/TASK-TIME)")
@@ -162,8 +162,8 @@ def _dispatch_protect(args: argparse.Namespace, extra: list[str] = ()) -> int:
         _emit(args, {"key_file": str(path)}, f"wrote key {path} (keep it secret; whoever holds it can decrypt)")
         return 0
     if args.verb == "federate":
-        from .protect.config import PrivacyConfig
-        from .protect.federated import FederateConfig, FederateReport
+        from .protection.config import PrivacyConfig
+        from .protection.federated import FederateConfig, FederateReport
 
         options = {f.name: getattr(args, f.name) for cls in (FederateConfig, PrivacyConfig)
                    for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
@@ -175,7 +175,7 @@ def _dispatch_protect(args: argparse.Namespace, extra: list[str] = ()) -> int:
         _emit(args, {"artifact": str(artifact.path), "id": artifact.id, "report": report.to_dict()}, report.summary())
         return 0
     if args.verb == "scrub":
-        from .protect.config import ScrubConfig
+        from .protection.config import ScrubConfig
 
         config = config_from_args(ScrubConfig, args)
         result = api.scrub(args.input, config, out=args.out, restore=args.restore, progress=not (args.quiet or args.json))
@@ -184,7 +184,7 @@ def _dispatch_protect(args: argparse.Namespace, extra: list[str] = ()) -> int:
         else:
             _emit(args, {**result.to_dict(), "lines_per_second": result.lines_per_second}, result.summary())
         return 0
-    from .protect.config import EncryptConfig
+    from .protection.config import EncryptConfig
 
     skip = ("chunk_size",) if args.verb == "decrypt" else ()
     config = config_from_args(EncryptConfig, args, skip=skip)
@@ -216,15 +216,15 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
 
     progress = not (args.quiet or args.json)
     if args.verb == "tasks":
-        rows = tamer.tasks()
+        rows = tamer.list_tasks()
         text = "\n".join(f"{t['name']:<22}{t['description']}\n{'':<22}options: "
                          + ", ".join(f"--{k.replace('_', '-')} ({v})" for k, v in t["options"].items()) for t in rows)
         _emit(args, {"tasks": rows}, text)
         return 0
     if args.verb == "train":
-        from .train import TrainConfig, TrainReport
+        from .training import TrainConfig, TrainReport
 
-        from .protect.config import PrivacyConfig
+        from .protection.config import PrivacyConfig
 
         options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None}
         options.update({f.name: getattr(args, f.name) for f in dataclasses.fields(PrivacyConfig) if getattr(args, f.name) is not None})
@@ -235,7 +235,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         if artifact is None:  # a torchrun worker other than rank 0, or a machine other than the one rank 0 is on
             return 0
         if "privacy" in artifact.manifest:
-            from .protect.privacy import PrivacyReport
+            from .protection.privacy import PrivacyReport
 
             report = PrivacyReport.from_artifact(artifact)
         else:
@@ -255,14 +255,14 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         return _dispatch_protect(args)
     if args.verb == "explain":
         from .config import config_from_args
-        from .explain.config import ExplainConfig
+        from .explanation.config import ExplainConfig
 
         report = tamer.explain(args.artifact, config_from_args(ExplainConfig, args), out=args.out, progress=progress,
                                key_file=args.key_file, passphrase_env=args.passphrase_env)
         _emit(args, {**report.to_dict(), "metrics": report.gate_metrics()}, report.summary())
         return 0
     if args.verb == "compress":
-        from .compress.config import CompressConfig
+        from .compression.config import CompressConfig
         from .config import config_from_args
 
         artifact, report = tamer.compress(args.artifact, config_from_args(CompressConfig, args), out=args.out,

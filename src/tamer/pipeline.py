@@ -58,7 +58,7 @@ def _train_check(ctx: Context, options: dict[str, Any]) -> None:
 
 def _train_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
     from .api import train
-    from .train import TrainReport
+    from .training import TrainReport
 
     ctx.artifact = train(ctx.task, out=folder / "artifact", progress=ctx.progress, **{**ctx.task_options, **options})
     return TrainReport.from_artifact(ctx.artifact)
@@ -88,7 +88,7 @@ def _evaluate_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report
 
 def _explain_options(options: dict[str, Any]):
     from .config import make_config
-    from .explain.config import ExplainConfig
+    from .explanation.config import ExplainConfig
 
     config = make_config(ExplainConfig, options)
     if not config.has_source:  # a recipe with no inputs explains the first test examples
@@ -109,7 +109,7 @@ def _explain_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
 
 
 def _compress_check(ctx: Context, options: dict[str, Any]) -> None:
-    from .compress.config import CompressConfig
+    from .compression.config import CompressConfig
     from .config import make_config
 
     make_config(CompressConfig, options)
@@ -117,7 +117,7 @@ def _compress_check(ctx: Context, options: dict[str, Any]) -> None:
 
 def _compress_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
     from .api import compress
-    from .compress.config import CompressConfig
+    from .compression.config import CompressConfig
     from .config import make_config
 
     if ctx.artifact is None:
@@ -146,7 +146,7 @@ def _encrypt_options(options: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 
 def _encrypt_check(ctx: Context, options: dict[str, Any]) -> None:
     from .config import make_config
-    from .protect.config import EncryptConfig
+    from .protection.config import EncryptConfig
 
     opts, _ = _encrypt_options(options)
     if not (opts.get("key_file") or opts.get("passphrase_env")):
@@ -159,7 +159,7 @@ def _encrypt_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
     under `key_dir()` (0600), outside the run folder, and the run's summary says where."""
     from .api import encrypt, keygen
     from .config import make_config
-    from .protect.config import EncryptConfig
+    from .protection.config import EncryptConfig
 
     if ctx.artifact is None:
         raise UsageError("the encrypt stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
@@ -187,7 +187,7 @@ def plaintext_artifacts(ctx: Context) -> list[Path]:
 
 def _scrub_check(ctx: Context, options: dict[str, Any]) -> None:
     from .config import make_config
-    from .protect.config import ScrubConfig
+    from .protection.config import ScrubConfig
 
     opts = {k: v for k, v in options.items() if k != "input"}
     if not (options.get("input") or ctx.task_options.get("data")):
@@ -199,7 +199,7 @@ def _scrub_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
     """Scrub the task's data file; later stages (train) read the scrubbed copy."""
     from .api import scrub
     from .config import make_config
-    from .protect.config import ScrubConfig
+    from .protection.config import ScrubConfig
 
     source = Path(options.get("input") or ctx.task_options["data"])
     report = scrub(source, make_config(ScrubConfig, {k: v for k, v in options.items() if k != "input"}),

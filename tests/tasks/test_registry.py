@@ -12,7 +12,7 @@ from tamer.tasks import ListDataset, Splits, Task, make_task, register_task, tas
 
 def test_builtins_are_registered():
     assert {"digits", "text-classification", "causal-lm"} <= set(task_names())
-    names = [t["name"] for t in tamer.tasks()]
+    names = [t["name"] for t in tamer.list_tasks()]
     assert "digits" in names
 
 

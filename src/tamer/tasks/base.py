@@ -150,7 +150,7 @@ class Task(ABC):
         return ()
 
     def private_train_defaults(self) -> dict[str, Any]:
-        """Epochs, batch size and learning rate for DP-SGD where the general ones (protect/privacy.py) do not suit."""
+        """Epochs, batch size and learning rate for DP-SGD where the general ones (protection/privacy.py) do not suit."""
         return {}
 
     def to_manifest(self) -> dict[str, Any]:

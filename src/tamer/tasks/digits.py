@@ -126,7 +126,7 @@ class DigitsTask(Task):
                 "num_classes": 10, "labels": self.labels}
 
     def private_model_config(self):
-        """The model DP-SGD trains (protect/privacy.py asks for it): a tanh MLP (Papernot et al. 2021, tempered
+        """The model DP-SGD trains (protection/privacy.py asks for it): a tanh MLP (Papernot et al. 2021, tempered
         activations) with 8k weights instead of the CNN's 52k: per-step noise grows with the weight count, and at
         epsilon 3 on 1,257 images the CNN reached 0.72-0.87 and this model 0.93-0.95. Its width is its own option
         (--private-hidden, default 64): at epsilon 3 width 64 scored 0.944 mean over seeds 0-2 against 0.931 for 128."""

@@ -5,11 +5,11 @@ from torch import nn
 
 import tamer
 from tamer.artifact import Artifact
-from tamer.compress import CompressConfig
-from tamer.compress.gptq import gptq_quantize_weight
-from tamer.compress.layers import REDUCE_RANGE, Int8DynamicLinear, QuantEmbedding, WeightOnlyLinear
-from tamer.compress.qmath import quantize
-from tamer.compress.quantize import _codes_module
+from tamer.compression import CompressConfig
+from tamer.compression.gptq import gptq_quantize_weight
+from tamer.compression.layers import REDUCE_RANGE, Int8DynamicLinear, QuantEmbedding, WeightOnlyLinear
+from tamer.compression.qmath import quantize
+from tamer.compression.quantize import _codes_module
 
 
 def _same_outputs(task, a, b, n=16):
@@ -36,7 +36,7 @@ def test_int8_digits_round_trip(digits_artifact, tmp_path):
 
 
 def test_saved_and_loaded_equals_in_memory(digits_artifact, tmp_path):
-    from tamer.compress.quantize import quantize_model
+    from tamer.compression.quantize import quantize_model
 
     task, fp32 = digits_artifact.load_model()
     child, _ = tamer.compress(digits_artifact, out=tmp_path / "q", progress=False, quantize="int4", group_size=32,
@@ -105,9 +105,9 @@ def test_gptq_beats_round_to_nearest_on_layer_output():
 def test_int8_gemm_uses_per_token_scales_and_smoothquant_keeps_the_product():
     """Rows of very different size each keep their int8 resolution (per-token scales), and SmoothQuant's
     W*diag(s), x/s rewrite leaves the layer's function and its dequantized weight unchanged."""
-    from tamer.compress.layers import Int8DynamicLinear
-    from tamer.compress.qmath import quantize
-    from tamer.compress.quantize import smoothing_factors
+    from tamer.compression.layers import Int8DynamicLinear
+    from tamer.compression.qmath import quantize
+    from tamer.compression.quantize import smoothing_factors
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(64, 32)
@@ -137,7 +137,7 @@ def test_int8_gemm_uses_per_token_scales_and_smoothquant_keeps_the_product():
 def test_smooth_alpha_search_keeps_the_alpha_with_least_output_error():
     """The per-layer search keeps, of all alphas tried, the one whose int8 layer errs least against x W^T, computed
     here independently for each alpha; a fixed --smooth-alpha is used as given; 0 means no smoothing."""
-    from tamer.compress.quantize import SMOOTH_ALPHAS, choose_smoothing, smoothing_factors
+    from tamer.compression.quantize import SMOOTH_ALPHAS, choose_smoothing, smoothing_factors
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(64, 32)
@@ -173,8 +173,8 @@ def test_int8_gemm_equals_its_activation_coding_by_hand(backend):
     """Each int8 GEMM must equal the product of its activation codes and the weight codes, computed by hand: per token
     (oneDNN) each row coded over its own [min, max]; per call one asymmetric code over [min(x, 0), max(x, 0)], as
     fbgemm's dynamic linear does. ACT_LEVELS steps: 7 bits without VNNI (8-bit codes would saturate), else 8."""
-    from tamer.compress.layers import ACT_LEVELS, BACKENDS, Int8DynamicLinear
-    from tamer.compress.qmath import quantize
+    from tamer.compression.layers import ACT_LEVELS, BACKENDS, Int8DynamicLinear
+    from tamer.compression.qmath import quantize
 
     if backend not in BACKENDS:
         pytest.skip(f"this torch build has no {backend} int8 GEMM")
@@ -212,8 +212,8 @@ def test_int8_gemm_equals_its_activation_coding_by_hand(backend):
 def test_activation_scales_auto_picks_per_token_only_for_outlier_tokens():
     """`auto` keeps per-token scales for a layer whose tokens differ by orders of magnitude and drops them for
     homogeneous tokens."""
-    from tamer.compress.qmath import quantize
-    from tamer.compress.quantize import activation_scales
+    from tamer.compression.qmath import quantize
+    from tamer.compression.quantize import activation_scales
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(64, 32)
@@ -243,7 +243,7 @@ def test_activation_scale_choice_is_recorded_and_rebuilt_on_load(text_artifact, 
 def test_a_quantized_model_slower_than_fp32_falls_back_whole(text_artifact, tmp_path, monkeypatch):
     """Layers that each beat fp32 can lose together; then every layer runs fp32 from its codes, and the artifact
     computes exactly what --activations weight-only computes (the same round-to-nearest codes, fp32 GEMMs)."""
-    from tamer.compress import quantize as quantize_module, verb
+    from tamer.compression import quantize as quantize_module, verb
 
     monkeypatch.setattr(quantize_module, "time_layer", lambda *a, **k: (1.0, 0.5))  # each layer alone: int8 wins
     timings = iter([{"parent": 10.0, "child": 9.0}, {"parent": 10.0, "child": 12.0}])  # batch 1, then batch 32
@@ -265,7 +265,7 @@ def test_compiled_int8_layers_agree_with_eager(per_token):
     """torch.compile with freezing lowers the int8 layers and fuses their coding passes with the GELU / LayerNorm
     around them: the outputs must equal the eager int8 model's up to float rounding (an activation code may flip
     where a value sits on a rounding boundary, so the bound is one code step of the output)."""
-    from tamer.compress import compiled
+    from tamer.compression import compiled
 
     torch.manual_seed(0)
     fp32 = nn.Sequential(nn.Linear(96, 384), nn.GELU(), nn.Linear(384, 96), nn.LayerNorm(96), nn.Linear(96, 10)).eval()
@@ -289,7 +289,7 @@ def test_compiled_int8_layers_agree_with_eager(per_token):
 def test_layers_that_fall_back_keep_their_smoothquant_factors_for_compiled(text_artifact, tmp_path, monkeypatch):
     """A layer that loses its timing runs fp32 from plain codes, but the SmoothQuant factors calibration chose for it
     are saved with it, so compiled() can code it as the int8 layers are coded."""
-    from tamer.compress import quantize as quantize_module
+    from tamer.compression import quantize as quantize_module
 
     monkeypatch.setattr(quantize_module, "time_layer", lambda *a, **k: (0.5, 1.0))  # fp32 always wins
     child, _ = tamer.compress(text_artifact, out=tmp_path / "q", progress=False, quantize="int8")
@@ -305,14 +305,14 @@ def test_layers_that_fall_back_keep_their_smoothquant_factors_for_compiled(text_
         assert s is not None and not bool((s == 1).all())
 
 
-@pytest.mark.skipif("onednn" not in __import__("tamer.compress.layers", fromlist=["BACKENDS"]).BACKENDS,
+@pytest.mark.skipif("onednn" not in __import__("tamer.compression.layers", fromlist=["BACKENDS"]).BACKENDS,
                     reason="compiled() moves layers to the int8 GEMM only where oneDNN's is available")
 def test_compiled_codes_a_fallen_back_layer_with_its_smoothquant_factors():
     """With one activation channel 40x the others, the int8 GEMM's error on the fallen-back layer is smaller
     when compiled() smooths it with the stored factors than when it codes the plain weight (SmoothQuant's claim);
     and the smoothed codes still stand for the same weight."""
-    from tamer.compress import compiled
-    from tamer.compress.quantize import smoothing_factors
+    from tamer.compression import compiled
+    from tamer.compression.quantize import smoothing_factors
 
     torch.manual_seed(0)
     lin = nn.Linear(64, 48)

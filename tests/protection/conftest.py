@@ -1,4 +1,4 @@
-"""A digits artifact made without the training loop (protect/ must not depend on train/)."""
+"""A digits artifact made without the training loop (protection/ must not depend on training/)."""
 import pytest
 import torch
 

@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from tamer.errors import UsageError
-from tamer.protect import crypto
-from tamer.protect.config import EncryptConfig
-from tamer.protect.crypto import HEADER_SIZE, NONCE, DecryptionError, Secret
+from tamer.protection import crypto
+from tamer.protection.config import EncryptConfig
+from tamer.protection.crypto import HEADER_SIZE, NONCE, DecryptionError, Secret
 from v1_format import seal_v1
 
 KEY = Secret(key=bytes(range(32)))

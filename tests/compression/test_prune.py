@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 import tamer
-from tamer.compress.prune import magnitude_masks, structured_prune, two_four_masks
+from tamer.compression.prune import magnitude_masks, structured_prune, two_four_masks
 
 
 def _model():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tamer.train.augment import Augmenter, augmenter_for, parse_augment
+from tamer.training.augment import Augmenter, augmenter_for, parse_augment
 
 
 def images(n=6, seed=0):

@@ -9,8 +9,8 @@ from torch import nn
 import tamer
 from tamer.cli import main
 from tamer.errors import UsageError
-from tamer.protect import PrivacyConfig
-from tamer.protect.privacy import PrivacyReport, epsilon_for, train_private
+from tamer.protection import PrivacyConfig
+from tamer.protection.privacy import PrivacyReport, epsilon_for, train_private
 from tamer.tasks.base import make_task, register_task
 from tamer.tasks.digits import DigitsTask
 
@@ -109,7 +109,7 @@ def test_private_training_learns_within_a_small_budget(private_artifact):
 
 
 def test_tasks_without_a_dp_variant_train_their_usual_model():
-    from tamer.protect.privacy import private_model_config
+    from tamer.protection.privacy import private_model_config
 
     class _Plain(DigitsTask):
         name = "test-protect-plain-digits"

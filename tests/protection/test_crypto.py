@@ -5,8 +5,8 @@ import struct
 
 import pytest
 
-from tamer.protect import crypto
-from tamer.protect.crypto import HEADER_SIZE, NONCE, TAG, DecryptionError, Secret
+from tamer.protection import crypto
+from tamer.protection.crypto import HEADER_SIZE, NONCE, TAG, DecryptionError, Secret
 
 KEY = Secret(key=bytes(range(32)))
 

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tamer.compress.qmath import dequantize, pack_int4, qrange, quantize, unpack_int4
+from tamer.compression.qmath import dequantize, pack_int4, qrange, quantize, unpack_int4
 
 
 @pytest.mark.parametrize("bits", [8, 4])

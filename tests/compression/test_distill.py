@@ -6,10 +6,10 @@ from torch.utils.data import Subset
 
 import tamer
 from tamer.cli import main
-from tamer.compress import CompressConfig
-from tamer.compress.distill import augmented_view, soft_loss, train_student
-from tamer.compress.student import build_student, count_parameters, layer_map
-from tamer.compress.measure import calibration_batches
+from tamer.compression import CompressConfig
+from tamer.compression.distill import augmented_view, soft_loss, train_student
+from tamer.compression.student import build_student, count_parameters, layer_map
+from tamer.compression.measure import calibration_batches
 from tamer.errors import UsageError
 
 
@@ -208,7 +208,7 @@ def test_trimmed_vocabulary_student_is_the_teacher_on_kept_tokens_and_unk_elsewh
         want = teacher(torch.where(ids == dropped, unk, ids), mask)
         assert not torch.allclose(teacher(ids, mask), want)  # the dropped token mattered to the teacher
     torch.testing.assert_close(got, want)
-    from tamer.compress.distill import trimmed_inputs
+    from tamer.compression.distill import trimmed_inputs
     from tamer.tasks.base import ListDataset
 
     read = trimmed_inputs(ListDataset([{"input_ids": row.tolist(), "labels": 0} for row in ids]), student.token_map, unk)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tamer.explain.attribute import attribute
+from tamer.explanation.attribute import attribute
 
 METHODS = ["ig", "saliency", "gradxinput", "occlusion", "shap", "lime"]
 

@@ -11,8 +11,8 @@ import tamer
 from tamer.cli import main
 from tamer.config import make_config
 from tamer.errors import DataError, UsageError
-from tamer.protect import ScrubConfig
-from tamer.protect import scrub as scrub_module
+from tamer.protection import ScrubConfig
+from tamer.protection import scrub as scrub_module
 
 
 def test_csv_ragged_rows_are_scrubbed_whole_and_counted(tmp_path):

@@ -7,10 +7,10 @@ from scipy import stats
 
 from tamer.cli import main
 from tamer.errors import UsageError
-from tamer.protect import PrivacyConfig
-from tamer.protect.federated import FederateConfig, federate
-from tamer.protect.privacy import SecurePoissonSampler, make_private, train_private
-from tamer.protect.secure_random import SecureRandom
+from tamer.protection import PrivacyConfig
+from tamer.protection.federated import FederateConfig, federate
+from tamer.protection.privacy import SecurePoissonSampler, make_private, train_private
+from tamer.protection.secure_random import SecureRandom
 from tamer.tasks.base import make_task
 
 
@@ -36,7 +36,7 @@ def test_secure_poisson_sampler_draws_each_example_at_the_sample_rate():
 
 def test_optimizer_noise_has_the_mechanisms_std_and_is_not_replayed_by_the_seed():
     # an empty Poisson batch: the step's gradient is pure noise, N(0, (sigma C / B)^2) per weight (Abadi et al. 2016)
-    from tamer.protect.privacy import noise_only_step
+    from tamer.protection.privacy import noise_only_step
 
     task = make_task("digits")
     task.prepare(0)

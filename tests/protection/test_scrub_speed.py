@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tamer.protect.detect import ENTITIES, find_pii
+from tamer.protection.detect import ENTITIES, find_pii
 
 from pii_corpus import ADVERSARIAL, adversarial_line
 

@@ -13,7 +13,7 @@ import pytest
 import tamer
 from tamer.cli import main
 from tamer.errors import ArtifactError
-from tamer.protect import DecryptionError
+from tamer.protection import DecryptionError
 
 SHM = Path("/dev/shm")
 
@@ -156,7 +156,7 @@ def test_a_plaintext_file_planted_in_a_sealed_folder_is_refused(trained, tmp_pat
 def test_names_in_encryption_json_stay_inside_the_folder_before_anything_is_opened(trained, tmp_path, monkeypatch, name):
     import shutil
 
-    from tamer.protect import crypto
+    from tamer.protection import crypto
 
     root, art, key = trained
     copy = tmp_path / "e"
@@ -305,7 +305,7 @@ def test_decrypted_files_are_owner_only(tmp_path):
 def test_a_version_1_sealed_folder_still_opens(trained, tmp_path):
     from v1_format import seal_v1_folder
 
-    from tamer.protect.crypto import read_key_file
+    from tamer.protection.crypto import read_key_file
 
     root, art, key = trained
     seal_v1_folder(art.path, tmp_path / "old", read_key_file(key))

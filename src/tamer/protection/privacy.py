@@ -1,6 +1,6 @@
 """Differentially private training (DP-SGD through Opacus): noise calibrated so the final epsilon stays in budget.
 
-protect/ does not use train/ (the walls), so this is its own small loop on the Task methods. Opacus's search finds
+protection/ does not use training/ (the walls), so this is its own small loop on the Task methods. Opacus's search finds
 the noise multiplier for the planned steps under its RDP accountant; before every epoch the loop asks what epsilon
 that epoch would bring and stops instead of exceeding the target. Per-example clipping is Opacus's ghost clipping
 when the task's loss can be taken per example (1.3 s instead of 2.3 s for digits' 200 steps; hooks otherwise).

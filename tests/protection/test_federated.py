@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tamer.cli import main
-from tamer.protect.federated import FederateConfig, deal, fedavg, run_rounds
+from tamer.protection.federated import FederateConfig, deal, fedavg, run_rounds
 from tamer.tasks.base import ListDataset, Splits, Task, register_task
 
 
@@ -81,7 +81,7 @@ def test_one_full_batch_step_per_round_equals_centralised_gradient_descent():
 
 
 def _equal_weight_run(task, model, shards, config):
-    from tamer.protect import federated
+    from tamer.protection import federated
 
     original = federated.fedavg
     federated.fedavg = lambda states, weights: original(states, [1] * len(states))

@@ -4,8 +4,8 @@ import phonenumbers
 import pytest
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from tamer.protect.detect import find_pii
-from tamer.protect.scrub import scrub_text
+from tamer.protection.detect import find_pii
+from tamer.protection.scrub import scrub_text
 
 
 def spans(text, entities=None, lang=("en", "zh", "de")):

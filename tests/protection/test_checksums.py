@@ -1,7 +1,7 @@
 """Checksum validators against published valid and invalid examples."""
 import pytest
 
-from tamer.protect.checksums import cn_resident_id_valid, iban_valid, ip_valid, luhn_valid, us_ssn_valid
+from tamer.protection.checksums import cn_resident_id_valid, iban_valid, ip_valid, luhn_valid, us_ssn_valid
 
 
 @pytest.mark.parametrize("number,valid", [

@@ -8,9 +8,9 @@ import tamer
 from tamer.cli import main
 from tamer.config import make_config
 from tamer.errors import UsageError
-from tamer.protect import DecryptionError, ScrubConfig
-from tamer.protect.detect import ENTITIES, find_pii
-from tamer.protect.scrub import read_pseudonyms
+from tamer.protection import DecryptionError, ScrubConfig
+from tamer.protection.detect import ENTITIES, find_pii
+from tamer.protection.scrub import read_pseudonyms
 
 from pii_corpus import pii_corpus, score
 
@@ -74,7 +74,7 @@ def test_pseudonymize_is_consistent_and_reversible_only_with_the_key(tmp_path):
     mapping = Path(report.mapping)
     assert b"ann@example.com" not in mapping.read_bytes()
     with pytest.raises(DecryptionError):
-        read_pseudonyms(mapping, tamer.protect.secret_from_options(str(other)))
+        read_pseudonyms(mapping, tamer.protection.secret_from_options(str(other)))
     restored = tamer.scrub(tmp_path / "p.jsonl", restore=mapping, key_file=str(key), out=tmp_path / "back.jsonl")
     assert [json.loads(l) for l in Path(restored).read_text().splitlines()] == rows
     again = tamer.scrub(src, out=tmp_path / "p2.jsonl", mode="pseudonymize", key_file=str(key), progress=False)

@@ -6,7 +6,7 @@ import threading
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tamer.protect import crypto
+from tamer.protection import crypto
 
 KEY = crypto.Secret(key=bytes(range(32)))
 
