@@ -16,9 +16,10 @@ import logging as _logging  # noqa: E402
 for _name in ("torchao", "torch.utils._pytree"):
     _logging.getLogger(_name).setLevel(_logging.ERROR)
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
-from .api import compress, decrypt, encrypt, evaluate, explain, federate, keygen, list_tasks, load, run, scrub, train  # noqa: E402
+from .api import compress, decrypt, encrypt, evaluate, explain, federate, keygen, list_tasks, load, scrub, train  # noqa: E402
+from .pipeline import run  # noqa: E402
 from .artifact import FORMAT_LOADERS as _FORMAT_LOADERS  # noqa: E402
 from .artifact import Artifact  # noqa: E402
 from .errors import ArtifactError as _ArtifactError  # noqa: E402

@@ -120,13 +120,6 @@ def evaluate(artifact: str | Path | Artifact, data: str | None = None, batch_siz
     return _evaluate(artifact, data, batch_size)
 
 
-def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, progress: bool = True):
-    """Run a recipe (a chain of verbs with gates) and write one HTML report. No recipe: the built-in default."""
-    from .pipeline import run_recipe
-
-    return run_recipe(recipe, out=out, progress=progress)
-
-
 # -- protect: keys, encrypted artifacts --------------------------------------------------------------------------
 def keygen(out: str | Path) -> Path:
     """Write a new random AES-256 key file (owner-only permissions)."""

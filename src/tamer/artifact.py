@@ -59,7 +59,7 @@ def content_id(manifest: Mapping[str, Any]) -> str:
 def _versions() -> dict[str, str]:
     import torch
 
-    from . import __version__
+    from .version import __version__
 
     return {"tamer": __version__, "torch": torch.__version__, "python": platform.python_version()}
 

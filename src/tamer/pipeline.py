@@ -333,7 +333,9 @@ def plan(recipe: dict[str, Any], ctx: Context) -> list[tuple[str, Stage, dict[st
     return steps
 
 
-def run_recipe(recipe: str | Path | dict | None = None, out: str | Path | None = None, progress: bool = True) -> RunReport:
+def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, progress: bool = True) -> RunReport:
+    """The `run` verb: a recipe (a chain of verbs with gates) and one HTML report. No recipe: the built-in default.
+    Recipes compose the verbs of api.py; api.py never calls back into this module."""
     spec = load_recipe(recipe)
     name = str(spec.get("name") or (Path(recipe).stem if isinstance(recipe, (str, Path)) else "recipe"))
     out = Path(out) if out else Path("runs") / f"{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"

@@ -103,7 +103,7 @@ def test_cli_keygen_encrypt_decrypt_and_bad_input(trained, tmp_path, capsys):
 
 
 def test_recipe_stages_scrub_then_encrypt(tmp_path, artifact_factory):
-    from tamer.pipeline import run_recipe
+    from tamer.pipeline import run as run_recipe
 
     data = tmp_path / "reviews.tsv"
     data.write_text("text\tlabel\nmail me at ann@example.com\t1\ngreat phone\t1\n", encoding="utf-8")
