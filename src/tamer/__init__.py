@@ -18,7 +18,8 @@ for _name in ("torchao", "torch.utils._pytree"):
 
 __version__ = "0.1.0"
 
-from .api import compress, decrypt, encrypt, evaluate, explain, federate, keygen, list_tasks, load, run, scrub, train  # noqa: E402
+from .api import (compress, decrypt, encrypt, evaluate, explain, federate, keygen, list_tasks, load, predict, run,  # noqa: E402
+                  scrub, train, write_report)
 from .artifact import FORMAT_LOADERS as _FORMAT_LOADERS  # noqa: E402
 from .artifact import Artifact  # noqa: E402
 from .errors import ArtifactError as _ArtifactError  # noqa: E402
@@ -67,4 +68,4 @@ for _fmt in ("int8", "int4"):  # written by tamer.compress (tamer/compression/qu
     _FORMAT_LOADERS.setdefault(_fmt, _loader_in(f"{__name__}.compression", _fmt))
 
 __all__ = ["compress", "decrypt", "encrypt", "explain", "federate", "keygen", "scrub", "Artifact", "Task", "TamerError",
-           "TrainConfig", "evaluate", "list_tasks", "load", "register_task", "run", "train"]
+           "TrainConfig", "evaluate", "list_tasks", "load", "predict", "register_task", "run", "train", "write_report"]

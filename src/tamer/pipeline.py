@@ -58,10 +58,9 @@ def _train_check(ctx: Context, options: dict[str, Any]) -> None:
 
 def _train_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
     from .api import train
-    from .training import TrainReport
 
     ctx.artifact = train(ctx.task, out=folder / "artifact", progress=ctx.progress, **{**ctx.task_options, **options})
-    return TrainReport.from_artifact(ctx.artifact)
+    return ctx.artifact.report
 
 
 @dataclass(frozen=True)
@@ -122,9 +121,9 @@ def _compress_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report
 
     if ctx.artifact is None:
         raise UsageError("the compress stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
-    ctx.artifact, report = compress(ctx.artifact, make_config(CompressConfig, options), out=folder / "artifact",
-                                    progress=ctx.progress)
-    return report
+    ctx.artifact = compress(ctx.artifact, make_config(CompressConfig, options), out=folder / "artifact",
+                            progress=ctx.progress)
+    return ctx.artifact.report
 
 
 def key_dir() -> Path:
@@ -283,6 +282,25 @@ class RunReport(Report):
             sealed = table_html(facts)
         return (f"<section><h2>Run · {html.escape(self.name)} · <span class={cls}>{self.status}</span></h2>{msg}"
                 f"{table_html(rows, ['stage', 'status', 'time', 'gates'])}{sealed}</section>")
+
+
+def run_page(folder: Path, out: Path) -> Path:
+    """The HTML page of a finished run folder, rebuilt from its report.json and the artifacts it holds."""
+    from .report.lineage import LineageReport
+
+    try:
+        data = json.loads((folder / "report.json").read_text())
+        names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
+        stages = [StageResult(**{k: v for k, v in s.items() if k in names(StageResult)}) for s in data["stages"]]
+        run = RunReport(**{**{k: v for k, v in data.items() if k in names(RunReport)}, "stages": stages})
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise UsageError(f"{str(folder)!r} has no readable run report ({type(exc).__name__}); give a folder "
+                         f"written by `tamer run`.") from None
+    sections: list[Report] = [run]
+    for manifest in sorted(folder.rglob("manifest.json")):
+        if not (manifest.parent / "encryption.json").exists():
+            sections.append(LineageReport.from_artifact(Artifact.load(manifest.parent)))
+    return write_page(out, sections, title=f"tamer run · {run.name}", subtitle=str(folder))
 
 
 def load_recipe(recipe: str | Path | dict | None) -> dict[str, Any]:
