@@ -106,11 +106,13 @@ def latency_table(args) -> dict:
     add("fp32 eager", pooled(fp32), size_mb(parent.path / "model.safetensors"))
 
     t0 = time.perf_counter()
-    q8, rep8 = tamer.compress(parent, out=work / "int8", progress=False, quantize="int8", calibration_samples=32)
+    q8 = tamer.compress(parent, out=work / "int8", progress=False, quantize="int8", calibration_samples=32)
+    rep8 = q8.report
     timings["tamer int8 compress s"] = time.perf_counter() - t0
     _, m8 = Artifact.load(q8.path).load_model()  # the load path rebuilds the fast execution
     layers = q8.manifest["quantization"]["layers"]
-    fell = {n: r["reason"] for n, r in layers.items() if r["exec"] == "fp32-fallback"}
+    why = q8.manifest["run"]["quantization"]["layers"]  # reasons quote timings: per-run, outside the id
+    fell = {n: why[n]["reason"] for n, r in layers.items() if r["exec"] == "fp32-fallback"}
     from tamer.compression.layers import BACKEND
 
     add(f"tamer int8 ({BACKEND} per-token, SmoothQuant, int8 embeddings)", pooled(m8), size_mb(q8.path / "model.safetensors"),
@@ -130,7 +132,7 @@ def latency_table(args) -> dict:
         timings["tamer int8 compile s"] = time.perf_counter() - t0
         add("tamer int8 + torch.compile (freezing)", fn, size_mb(q8.path / "model.safetensors"), "same artifact")
 
-    q8a, _ = tamer.compress(parent, out=work / "int8-auto", progress=False, quantize="int8", calibration_samples=32,
+    q8a = tamer.compress(parent, out=work / "int8-auto", progress=False, quantize="int8", calibration_samples=32,
                             activation_scales="auto")
     _, m8a = q8a.load_model()
     auto = q8a.manifest["quantization"]["layers"]
@@ -140,7 +142,7 @@ def latency_table(args) -> dict:
 
     for calib in ("rtn", "gptq"):
         t0 = time.perf_counter()
-        q4, _ = tamer.compress(parent, out=work / f"int4-{calib}", progress=False, quantize="int4", group_size=64,
+        q4 = tamer.compress(parent, out=work / f"int4-{calib}", progress=False, quantize="int4", group_size=64,
                                calibration=calib, calibration_samples=32)
         timings[f"tamer int4 {calib} compress s"] = time.perf_counter() - t0
         _, m4 = q4.load_model()
@@ -149,17 +151,17 @@ def latency_table(args) -> dict:
             f"{sum(r['exec'] == 'int4-on-the-fly' for r in ex.values())} layers packed int4 at run time")
 
     t0 = time.perf_counter()
-    pr, _ = tamer.compress(parent, out=work / "pruned", progress=False, prune=0.5, prune_kind="structured")
+    pr = tamer.compress(parent, out=work / "pruned", progress=False, prune=0.5, prune_kind="structured")
     timings["tamer prune compress s"] = time.perf_counter() - t0
     _, mp = pr.load_model()
     add("tamer structured prune 50% MLP (no fine-tune)", pooled(mp), size_mb(pr.path / "model.safetensors"),
         "cosine before any fine-tune")
-    heads, _ = tamer.compress(parent, out=work / "heads", progress=False, prune=0.5, prune_kind="structured",
+    heads = tamer.compress(parent, out=work / "heads", progress=False, prune=0.5, prune_kind="structured",
                               prune_units="heads", calibration_samples=32)
     _, mh = heads.load_model()
     add("tamer structured prune 50% heads (no fine-tune)", pooled(mh), size_mb(heads.path / "model.safetensors"),
         "cosine before any fine-tune")
-    both, _ = tamer.compress(pr, out=work / "mlp-heads", progress=False, prune=0.5, prune_kind="structured",
+    both = tamer.compress(pr, out=work / "mlp-heads", progress=False, prune=0.5, prune_kind="structured",
                              prune_units="heads", calibration_samples=32)
     _, mb = both.load_model()
     add("tamer structured prune 50% MLP, then 50% heads", pooled(mb), size_mb(both.path / "model.safetensors"),
@@ -276,7 +278,8 @@ def sentiment_table(args) -> dict:
     def run(name, goal, **options):
         t = time.perf_counter()
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]  # every variant its own folder
-        child, report = tamer.compress(teacher, out=work / slug, progress=False, **options)
+        child = tamer.compress(teacher, out=work / slug, progress=False, **options)
+        report = child.report
         times[f"{name} s"] = time.perf_counter() - t
         step = report.steps[-1]
         row = {"variant": name, "accuracy": step.child_metric, "kept": step.child_metric / acc,
@@ -335,8 +338,8 @@ def lm_table(args) -> dict:
     ppl = lm.metrics["test"]["perplexity"]
     rows = [{"variant": "causal-lm small fp32", "perplexity": ppl, "increase": 0.0, "size_ratio": 1.0}]
     for calib in ("rtn", "gptq"):
-        _, report = tamer.compress(lm, out=work / calib, progress=False, quantize="int4", group_size=64, calibration=calib,
-                                   calibration_samples=64)
+        report = tamer.compress(lm, out=work / calib, progress=False, quantize="int4", group_size=64, calibration=calib,
+                                   calibration_samples=64).report
         step = report.steps[0]
         rows.append({"variant": f"int4 g64 {calib}", "perplexity": step.child_metric, "increase": step.child_metric / ppl - 1,
                      "size_ratio": step.size_ratio})

@@ -23,6 +23,9 @@ def test_train_then_evaluate_end_to_end(tmp_path, capsys):
     ev = json.loads(out)
     assert ev["metrics"]["accuracy"] == pytest.approx(trained["report"]["test"]["accuracy"])
     assert ev["metrics"]["accuracy"] >= 0.95 and ev["metrics"]["macro_f1"] >= 0.95
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert trained["headline"] == {"metric": "accuracy", "value": manifest["metrics"]["test"]["accuracy"], "split": "test"}
+    assert ev["headline"] == {"metric": "accuracy", "value": ev["metrics"]["accuracy"], "split": "test"}
     code, out, _ = _run(capsys, "evaluate", str(tmp_path / "a"))
     assert code == 0 and "accuracy" in out and not out.startswith("{")
 

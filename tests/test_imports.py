@@ -101,7 +101,7 @@ def test_verbs_survive_in_a_fresh_process_whatever_the_import_order():
 
 def test_a_quantized_artifact_opens_in_a_process_that_never_imported_compress(tmp_path):
     art = _digits_artifact(tmp_path / "a")
-    child, _ = tamer.compress(art, quantize="int8", out=tmp_path / "q", progress=False)
+    child = tamer.compress(art, quantize="int8", out=tmp_path / "q", progress=False)
     done = _python("import sys, tamer; before = 'tamer.compression' in sys.modules; "
                    "task, model = tamer.load(sys.argv[1]).load_model(); "
                    "print(before, type(model).__name__, any(type(m).__module__ == 'tamer.compression.layers' for m in model.modules()))",

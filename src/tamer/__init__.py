@@ -18,8 +18,9 @@ for _name in ("torchao", "torch.utils._pytree"):
 
 from .version import __version__  # noqa: E402
 
-from .api import compress, decrypt, encrypt, evaluate, explain, federate, keygen, list_tasks, load, scrub, train  # noqa: E402
-from .pipeline import run  # noqa: E402
+from .api import (compress, decrypt, encrypt, evaluate, explain, federate, keygen, list_tasks, load, predict,  # noqa: E402
+                  scrub, train)
+from .pipeline import run, write_report  # noqa: E402
 from .artifact import FORMAT_LOADERS as _FORMAT_LOADERS  # noqa: E402
 from .artifact import Artifact  # noqa: E402
 from .errors import ArtifactError as _ArtifactError  # noqa: E402
@@ -68,4 +69,4 @@ for _fmt in ("int8", "int4"):  # written by tamer.compress (tamer/compression/qu
     _FORMAT_LOADERS.setdefault(_fmt, _loader_in(f"{__name__}.compression", _fmt))
 
 __all__ = ["compress", "decrypt", "encrypt", "explain", "federate", "keygen", "scrub", "Artifact", "Task", "TamerError",
-           "TrainConfig", "evaluate", "list_tasks", "load", "register_task", "run", "train"]
+           "TrainConfig", "evaluate", "list_tasks", "load", "predict", "register_task", "run", "train", "write_report"]

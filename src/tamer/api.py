@@ -91,7 +91,21 @@ def train(task: str | Task = "digits", config: TrainConfig | None = None, *, out
         task = make_task(task, task_opts)
     if config is not None:
         train_config = dataclasses.replace(config, **{k: v for k, v in options.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
-    return _train(task, train_config, out or default_out(task.name), show_progress=progress)
+    return _with_train_report(_train(task, train_config, out or default_out(task.name), show_progress=progress))
+
+
+def _with_train_report(artifact: Artifact | None) -> Artifact | None:
+    """The trained artifact with its TrainReport (PrivacyReport for DP-SGD) attached; None on a torchrun worker
+    that wrote nothing (every rank but 0)."""
+    if artifact is None:
+        return None
+    if "privacy" in artifact.manifest:
+        from .protection.privacy import PrivacyReport
+
+        return artifact.with_report(PrivacyReport.from_artifact(artifact))
+    from .training import TrainReport
+
+    return artifact.with_report(TrainReport.from_artifact(artifact))
 
 
 def _train_private(task: str | Task, privacy, out, progress: bool, options: dict[str, Any]) -> Artifact:
@@ -106,8 +120,8 @@ def _train_private(task: str | Task, privacy, out, progress: bool, options: dict
         train_opts = {k: v for k, v in options.items() if k.replace("-", "_") in train_fields}
         task = make_task(task, {k: v for k, v in options.items() if k not in train_opts})
     given = dataclasses.asdict(make_config(TrainConfig, train_opts))  # the same checks and coercion as train
-    return train_private(task, {k: given[k.replace("-", "_")] for k in train_opts}, privacy,
-                         out or default_out(task.name), show_progress=progress)
+    return _with_train_report(train_private(task, {k: given[k.replace("-", "_")] for k in train_opts}, privacy,
+                                            out or default_out(task.name), show_progress=progress))
 
 
 def evaluate(artifact: str | Path | Artifact, data: str | None = None, batch_size: int = 256,
@@ -118,6 +132,32 @@ def evaluate(artifact: str | Path | Artifact, data: str | None = None, batch_siz
     if not isinstance(artifact, Artifact):
         artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
     return _evaluate(artifact, data, batch_size)
+
+
+def predict(artifact: str | Path | Artifact, inputs: Any = None, *, index: int | None = None, max_new_tokens: int = 20,
+            key_file: str | None = None, passphrase_env: str | None = None) -> list[dict[str, Any]]:
+    """One-line inference: labels and probabilities (classifiers) or generated text (causal-lm) for raw `inputs`, or
+    for test example `index` of the split the artifact was measured on (its true label added as `expected`)."""
+    if (inputs is None) == (index is None):
+        raise UsageError("predict takes either inputs (--input TEXT or --input-file FILE) or --index N, not both or neither.")
+    if not isinstance(artifact, Artifact):
+        artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
+    if inputs is not None:
+        return artifact.predict(inputs, max_new_tokens)
+    task, model = artifact.load_model()
+    test = task.prepare(artifact.split_seed).test
+    if not 0 <= index < len(test):
+        raise UsageError(f"--index {index} is outside the test split, which has {len(test)} examples (0 to {len(test) - 1}).")
+    batch = task.collate([test[index]])
+    if task.kind == "language-model":  # the first half of the test block is the prompt
+        half = max(1, int(batch["attention_mask"][0].sum()) // 2)
+        batch = {"input_ids": batch["input_ids"][:, :half], "attention_mask": batch["attention_mask"][:, :half]}
+    result = task.predict(model, batch, max_new_tokens)
+    if task.kind == "classification":
+        names = list(getattr(task, "labels", None) or [])
+        label = int(batch["labels"][0])
+        result[0]["expected"] = names[label] if label < len(names) else str(label)
+    return result
 
 
 # -- protect: keys, encrypted artifacts --------------------------------------------------------------------------
@@ -192,14 +232,17 @@ def federate(task: str | Task = "digits", config=None, *, out: str | Path | None
         task = make_task(task, options)
     elif options:
         raise UsageError(f"options {sorted(options)} configure the task; pass them when you build {type(task).__name__}.")
-    return _federate(task, config, out or default_out(task.name), privacy, show_progress=progress)
+    from .protection.federated import FederateReport
+
+    artifact = _federate(task, config, out or default_out(task.name), privacy, show_progress=progress)
+    return artifact.with_report(FederateReport.from_artifact(artifact))
 
 
 def compress(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None, progress: bool = True,
              key_file: str | None = None, passphrase_env: str | None = None, **options: Any):
     """Quantize (int8 / int4), prune, distill and/or export an artifact (CompressConfig fields as options).
 
-    Returns (artifact, CompressReport): the last child artifact written, and what each step measured. With
+    Returns the last child artifact written, what each step measured attached as `.report` (a CompressReport). With
     key_file / passphrase_env the input may be sealed and every child is sealed with the same secret (a key given
     means sealed output): they are written to a private temporary folder beside `out`, sealed, and removed."""
     from .compression import CompressConfig
@@ -230,7 +273,7 @@ def _sealed_children(write, out: Path, key_file: str | None, passphrase_env: str
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".tamer-sealing-", dir=out.parent))  # owner-only
     try:
-        _, report = write(work / out.name)
+        report = write(work / out.name).report
         written = sorted(p for p in work.iterdir() if (p / "manifest.json").is_file())
         targets = [out.with_name(p.name) for p in written]
         taken = [t for t in targets if t.exists() and (not t.is_dir() or any(t.iterdir()))]
@@ -241,4 +284,4 @@ def _sealed_children(write, out: Path, key_file: str | None, passphrase_env: str
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report.artifact = str(out)
-    return load(out, key_file=key_file, passphrase_env=passphrase_env), report
+    return load(out, key_file=key_file, passphrase_env=passphrase_env).with_report(report)

@@ -115,6 +115,13 @@ class Artifact:
     path: Path
     manifest: dict
     files: Mapping[str, bytes] | None = dc_field(default=None, repr=False, compare=False)
+    report: Any = dc_field(default=None, repr=False, compare=False)  # what the verb that wrote it found, when it did
+
+    def with_report(self, report: Any) -> "Artifact":
+        """This artifact with the report of the verb that wrote it attached (`artifact.report`)."""
+        import dataclasses
+
+        return dataclasses.replace(self, report=report)
 
     @property
     def id(self) -> str:
@@ -127,6 +134,13 @@ class Artifact:
     @property
     def metrics(self) -> dict:
         return self.manifest.get("metrics", {})
+
+    @property
+    def split_seed(self) -> int:
+        """The seed that split the task's data for this artifact: its training seed, inherited by every child
+        (a compressed child records the compress seed as `seed` and its parent's split as `split_seed`)."""
+        options = self.manifest.get("options", {})
+        return int(options.get("split_seed", options.get("seed", 0)) or 0)
 
     @property
     def in_memory(self) -> bool:
@@ -238,6 +252,12 @@ class Artifact:
             raise ArtifactError(f"the weights of artifact {str(self.path)!r} do not fit its model config "
                                 f"({str(exc).splitlines()[0]}).") from None
         return task, model.eval()
+
+    def predict(self, inputs: Any, max_new_tokens: int = 20) -> list[dict[str, Any]]:
+        """The model on raw inputs (a text or a list of texts; images for digits): a classifier's label, score
+        and probabilities per input, or a language model's prompt continued (`generated_text`)."""
+        task, model = self.load_model()
+        return task.predict(model, task.encode(inputs), max_new_tokens)
 
     def file(self, name: str) -> Path:
         """The path of one of the artifact's files on disk; a sealed artifact opened in memory has none."""

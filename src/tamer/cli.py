@@ -100,6 +100,22 @@ def _compress_arguments(p: argparse.ArgumentParser) -> None:
     _sealed_input_arguments(p)
 
 
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact", help="artifact folder")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", action="append", metavar="TEXT", help="a text (or prompt) to predict on; repeat for more")
+    source.add_argument("--input-file", metavar="FILE", help="one input per line")
+    source.add_argument("--index", type=int, metavar="N", help="example N of the artifact's test split (its label shown)")
+    p.add_argument("--max-new-tokens", type=int, default=20, help="tokens a language model generates (default: 20)")
+    _sealed_input_arguments(p)
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="RUN_OR_ARTIFACT", help="an artifact folder or a run folder (`tamer run --out`)")
+    p.add_argument("--out", help="HTML file to write (default: PATH/report.html for a run, PATH.html for an artifact)")
+    _sealed_input_arguments(p)
+
+
 def _explain_arguments(p: argparse.ArgumentParser) -> None:
     from .explanation.config import ExplainConfig
 
@@ -129,13 +145,19 @@ _SUBCOMMANDS = {
     "compress": ("quantize (int8/int4), prune, distill or export ONNX; writes a child artifact",
                  "Each step (distill -> prune -> quantize -> export) writes a child artifact naming its parent; "
                  "intermediate steps are written beside --out as OUT.STEP.", _compress_arguments),
+    "predict": ("labels and probabilities (or generated text) of an artifact on inputs", None, _predict_arguments),
+    "report": ("write the HTML page of an artifact or a run folder", None, _report_arguments),
     "explain": ("attributions with completeness, faithfulness and pictures (HTML, JSON, PNG)", None, _explain_arguments),
 }
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser, or (`only=VERB`) one whose other subcommands have no arguments yet (`""`: none have)."""
+def build_parser(only: str | None = None, help_task: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (`only=VERB`) one whose other subcommands have no arguments yet (`""`: none have).
+    `help_task` adds that task's own options to the help of train / federate (they are parsed from the rest)."""
+    from . import __version__
+
     parser = _Parser(prog="tamer", description="Take a PyTorch model through the life of a large model.")
+    parser.add_argument("--version", action="version", version=f"tamer {__version__}")
     _common(parser)
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for verb, (text, description, add_arguments) in _SUBCOMMANDS.items():
@@ -143,7 +165,24 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         _common(p)
         if only is None or only == verb:
             add_arguments(p)
+            if help_task and verb in ("train", "federate"):
+                from .tasks.base import get_task_class
+
+                cls = get_task_class(help_task)
+                add_config_arguments(p.add_argument_group(f"options of task {help_task} ({cls.description})"),
+                                     cls.Config, skip=("data",))
     return parser
+
+
+def _help_task(argv: Sequence[str]) -> str | None:
+    """The task named in `tamer train TASK --help` (or federate), whose options the help then lists."""
+    if not ({"-h", "--help"} & set(argv)):
+        return None
+    verb = _verb_in(argv)
+    if verb not in ("train", "federate"):
+        return None
+    rest = argv[list(argv).index(verb) + 1:]
+    return next((a for a in rest if not a.startswith("-")), None)
 
 
 def _verb_in(argv: Sequence[str]) -> str:
@@ -163,7 +202,7 @@ def _dispatch_protect(args: argparse.Namespace, extra: list[str] = ()) -> int:
         return 0
     if args.verb == "federate":
         from .protection.config import PrivacyConfig
-        from .protection.federated import FederateConfig, FederateReport
+        from .protection.federated import FederateConfig
 
         options = {f.name: getattr(args, f.name) for cls in (FederateConfig, PrivacyConfig)
                    for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
@@ -171,8 +210,10 @@ def _dispatch_protect(args: argparse.Namespace, extra: list[str] = ()) -> int:
         if args.data is not None:
             options["data"] = args.data
         artifact = api.federate(args.task, out=args.out, progress=not (args.quiet or args.json), **options)
-        report = FederateReport.from_artifact(artifact)
-        _emit(args, {"artifact": str(artifact.path), "id": artifact.id, "report": report.to_dict()}, report.summary())
+        report = artifact.report
+        _emit(args, {"artifact": str(artifact.path), "id": artifact.id,
+                     "headline": _headline(artifact.task, artifact.metrics.get("test", {})), "report": report.to_dict()},
+              report.summary())
         return 0
     if args.verb == "scrub":
         from .protection.config import ScrubConfig
@@ -204,6 +245,18 @@ def _task_options(task: str, extra: list[str]) -> dict[str, Any]:
     return {k: v for k, v in vars(ns).items() if v is not None}
 
 
+def _headline(task: str, metrics: dict[str, Any], split: str = "test") -> dict[str, Any]:
+    """The one number a verb's --json leads with, always at `headline`: the task's metric on the test split (or the
+    data file evaluated), e.g. {"metric": "accuracy", "value": 0.97, "split": "test"}."""
+    from .tasks.base import get_task_class
+
+    try:
+        name = get_task_class(task).metric
+    except TamerError:  # a task registered in another process: no name to pick
+        name = next((k for k, v in metrics.items() if isinstance(v, (int, float))), None)
+    return {"metric": name, "value": metrics.get(name) if name else None, "split": split}
+
+
 def _emit(args, payload: dict[str, Any], text: str) -> None:
     if args.json:
         print(json.dumps(payload, default=str))
@@ -222,7 +275,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         _emit(args, {"tasks": rows}, text)
         return 0
     if args.verb == "train":
-        from .training import TrainConfig, TrainReport
+        from .training import TrainConfig
 
         from .protection.config import PrivacyConfig
 
@@ -234,13 +287,10 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         artifact = tamer.train(args.task, out=args.out, progress=progress, **options)
         if artifact is None:  # a torchrun worker other than rank 0, or a machine other than the one rank 0 is on
             return 0
-        if "privacy" in artifact.manifest:
-            from .protection.privacy import PrivacyReport
-
-            report = PrivacyReport.from_artifact(artifact)
-        else:
-            report = TrainReport.from_artifact(artifact)
-        _emit(args, {"artifact": str(artifact.path), "id": artifact.id, "report": report.to_dict()}, report.summary())
+        report = artifact.report
+        _emit(args, {"artifact": str(artifact.path), "id": artifact.id,
+                     "headline": _headline(artifact.task, artifact.metrics.get("test", {})), "report": report.to_dict()},
+              report.summary())
         return 0
     if args.verb == "federate":
         return _dispatch_protect(args, extra)
@@ -249,7 +299,8 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     if args.verb == "evaluate":
         report = tamer.evaluate(args.artifact, data=args.data, batch_size=args.batch_size,
                                 key_file=args.key_file, passphrase_env=args.passphrase_env)
-        _emit(args, report.to_dict(), report.summary())
+        _emit(args, {"headline": _headline(report.task, report.metrics, "test" if report.data == "test split" else report.data),
+                     **report.to_dict()}, report.summary())
         return 0
     if args.verb in ("keygen", "encrypt", "decrypt", "scrub"):
         return _dispatch_protect(args)
@@ -265,10 +316,33 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         from .compression.config import CompressConfig
         from .config import config_from_args
 
-        artifact, report = tamer.compress(args.artifact, config_from_args(CompressConfig, args), out=args.out,
-                                          progress=progress, key_file=args.key_file, passphrase_env=args.passphrase_env)
-        _emit(args, {"artifact": str(artifact.path), "id": artifact.id, **report.to_dict(), "metrics": report.gate_metrics()},
+        artifact = tamer.compress(args.artifact, config_from_args(CompressConfig, args), out=args.out,
+                                  progress=progress, key_file=args.key_file, passphrase_env=args.passphrase_env)
+        report = artifact.report
+        _emit(args, {"artifact": str(artifact.path), "id": artifact.id,
+                     "headline": _headline(artifact.task, artifact.metrics.get("test", {})),
+                     **report.to_dict(), "metrics": report.gate_metrics()},
               report.summary())
+        return 0
+    if args.verb == "predict":
+        inputs = args.input
+        if args.input_file is not None:
+            from pathlib import Path
+
+            try:
+                inputs = [line for line in Path(args.input_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+            except OSError as exc:
+                raise UsageError(f"--input-file {args.input_file!r} cannot be read ({exc.strerror}).") from None
+        artifact = tamer.load(args.artifact, key_file=args.key_file, passphrase_env=args.passphrase_env)
+        rows = tamer.predict(artifact, inputs, index=args.index, max_new_tokens=args.max_new_tokens)
+        text = "\n".join(r["generated_text"] if "generated_text" in r else
+                         (f"{r['label']} {r['score']:.4f}" if "label" in r else f"{r['value']:.6g}")
+                         + (f" (expected {r['expected']})" if "expected" in r else "") for r in rows)
+        _emit(args, {"artifact": str(artifact.path), "id": artifact.id, "predictions": rows}, text)
+        return 0
+    if args.verb == "report":
+        page = tamer.write_report(args.path, out=args.out, key_file=args.key_file, passphrase_env=args.passphrase_env)
+        _emit(args, {"html": str(page)}, f"wrote {page}")
         return 0
     if args.verb == "run":
         report = tamer.run(args.recipe, out=args.out, progress=progress)
@@ -287,10 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    parser = build_parser(only=_verb_in(argv))
     debug = "--debug" in argv
     want_json = "--json" in argv
     try:
+        parser = build_parser(only=_verb_in(argv), help_task=_help_task(argv))
         args, extra = parser.parse_known_args(argv)
         if args.verb is None:
             parser.print_help()

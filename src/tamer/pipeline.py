@@ -58,10 +58,9 @@ def _train_check(ctx: Context, options: dict[str, Any]) -> None:
 
 def _train_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
     from .api import train
-    from .training import TrainReport
 
     ctx.artifact = train(ctx.task, out=folder / "artifact", progress=ctx.progress, **{**ctx.task_options, **options})
-    return TrainReport.from_artifact(ctx.artifact)
+    return ctx.artifact.report
 
 
 @dataclass(frozen=True)
@@ -122,9 +121,9 @@ def _compress_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report
 
     if ctx.artifact is None:
         raise UsageError("the compress stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
-    ctx.artifact, report = compress(ctx.artifact, make_config(CompressConfig, options), out=folder / "artifact",
-                                    progress=ctx.progress)
-    return report
+    ctx.artifact = compress(ctx.artifact, make_config(CompressConfig, options), out=folder / "artifact",
+                            progress=ctx.progress)
+    return ctx.artifact.report
 
 
 def key_dir() -> Path:
@@ -285,6 +284,25 @@ class RunReport(Report):
                 f"{table_html(rows, ['stage', 'status', 'time', 'gates'])}{sealed}</section>")
 
 
+def run_page(folder: Path, out: Path) -> Path:
+    """The HTML page of a finished run folder, rebuilt from its report.json and the artifacts it holds."""
+    from .report.lineage import LineageReport
+
+    try:
+        data = json.loads((folder / "report.json").read_text())
+        names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
+        stages = [StageResult(**{k: v for k, v in s.items() if k in names(StageResult)}) for s in data["stages"]]
+        run = RunReport(**{**{k: v for k, v in data.items() if k in names(RunReport)}, "stages": stages})
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise UsageError(f"{str(folder)!r} has no readable run report ({type(exc).__name__}); give a folder "
+                         f"written by `tamer run`.") from None
+    sections: list[Report] = [run]
+    for manifest in sorted(folder.rglob("manifest.json")):
+        if not (manifest.parent / "encryption.json").exists():
+            sections.append(LineageReport.from_artifact(Artifact.load(manifest.parent)))
+    return write_page(out, sections, title=f"tamer run · {run.name}", subtitle=str(folder))
+
+
 def load_recipe(recipe: str | Path | dict | None) -> dict[str, Any]:
     if recipe is None:
         return yaml.safe_load(resources.files("tamer").joinpath("recipes/default.yaml").read_text())
@@ -402,3 +420,38 @@ def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, 
         error.report = run  # the CLI prints it with --json
         raise error
     return run
+
+
+def write_report(path: str | Path, out: str | Path | None = None, key_file: str | None = None,
+                 passphrase_env: str | None = None) -> Path:
+    """`tamer report`: write the HTML page of an artifact (what its manifest records, the report of the verb that wrote it, and
+    its evaluation on the test split now) or of a run folder (its stages and gates, and each artifact it wrote).
+    Default: PATH.html beside an artifact (never inside it: an artifact is exactly its listed files),
+    PATH/report.html for a run."""
+    from .api import evaluate, load
+    from .report import write_page
+    from .report.lineage import LineageReport
+
+    path = Path(path)
+    if (path / "report.json").is_file() and not (path / "manifest.json").is_file():
+        return run_page(path, Path(out) if out else path / "report.html")
+    if not path.exists():
+        raise UsageError(f"{str(path)!r} does not exist; give an artifact folder or a run folder (`tamer run --out`).")
+    artifact = load(path, key_file=key_file, passphrase_env=passphrase_env)
+    sections = [LineageReport.from_artifact(artifact)]
+    verb = artifact.manifest.get("verb")
+    if verb == "train" and "privacy" in artifact.manifest:
+        from .protection.privacy import PrivacyReport
+
+        sections.append(PrivacyReport.from_artifact(artifact))
+    elif verb == "train":
+        from .training import TrainReport
+
+        sections.append(TrainReport.from_artifact(artifact))
+    elif verb == "federate":
+        from .protection.federated import FederateReport
+
+        sections.append(FederateReport.from_artifact(artifact))
+    sections.append(evaluate(artifact))
+    target = Path(out) if out else path.with_name(path.name + ".html")
+    return write_page(target, sections, title=f"tamer · {artifact.task} · {artifact.id}", subtitle=str(path))

@@ -36,6 +36,8 @@ def test_cli_json(digits_artifact, tmp_path, capsys):
     assert main(["compress", str(digits_artifact.path), "--out", str(tmp_path / "q"), "--quantize", "int8", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["metrics"]["size_ratio"] < 0.3 and payload["id"]
+    child = json.loads((tmp_path / "q" / "manifest.json").read_text())
+    assert payload["headline"] == {"metric": "accuracy", "value": child["metrics"]["test"]["accuracy"], "split": "test"}
 
 
 def test_recipe_stage(tmp_path):
@@ -46,3 +48,23 @@ def test_recipe_stage(tmp_path):
                        out=tmp_path / "run", progress=False)
     assert report.status == "passed"
     assert tamer.load(report.artifact).manifest["format"] == "int8"
+
+
+def test_every_artifact_verb_returns_the_artifact_with_its_report(digits_artifact, tmp_path, capsys):
+    """tamer.compress (plain and sealed) and tamer.train return an Artifact, the verb's report attached, and the
+    CLI prints that same report."""
+    import tamer
+    from tamer import Artifact
+    from tamer.compression.report import CompressReport
+    from tamer.training import TrainReport
+
+    child = tamer.compress(digits_artifact, out=tmp_path / "q", progress=False, quantize="int8", activations="weight-only")
+    assert isinstance(child, Artifact) and isinstance(child.report, CompressReport)
+    assert child.report.id == child.id == Artifact.load(tmp_path / "q").id
+    key = tmp_path / "k"
+    tamer.keygen(key)
+    sealed = tamer.compress(digits_artifact, out=tmp_path / "s", progress=False, quantize="int8", activations="weight-only",
+                            key_file=str(key))
+    assert isinstance(sealed, Artifact) and sealed.in_memory and sealed.report.artifact == str(tmp_path / "s")
+    trained = tamer.train("digits", epochs=1, out=tmp_path / "t", progress=False)
+    assert isinstance(trained.report, TrainReport) and trained.report.test == trained.metrics["test"]

@@ -56,8 +56,9 @@ def test_distillation_beats_the_same_student_trained_alone(digits_teacher):
 
 
 def test_distill_verb_writes_a_smaller_child_naming_its_parent(digits_artifact, tmp_path):
-    child, report = tamer.compress(digits_artifact, out=tmp_path / "s", progress=False, distill_into="hidden=32,channels=8",
+    child = tamer.compress(digits_artifact, out=tmp_path / "s", progress=False, distill_into="hidden=32,channels=8",
                                    distill_epochs=2)
+    report = child.report
     assert child.manifest["parents"] == [digits_artifact.id]
     assert child.manifest["options"]["step"] == "distill"
     assert child.manifest["model_config"]["hidden"] == 32 and child.manifest["model_config"]["channels"] == 8
@@ -130,13 +131,15 @@ def test_narrower_student_keeps_the_same_most_active_teacher_channels_in_every_t
 
 
 def test_transformer_distillation_with_hidden_matching_runs_end_to_end(text_artifact, lm_artifact, tmp_path):
-    child, report = tamer.compress(text_artifact, out=tmp_path / "t", progress=False, distill_into="layers=1", distill_epochs=1)
+    child = tamer.compress(text_artifact, out=tmp_path / "t", progress=False, distill_into="layers=1", distill_epochs=1)
+    report = child.report
     info = child.manifest["distillation"]
     assert info["layer_map"] == [1] and info["hidden_weight"] == 1.0
     assert info["learning_curve"][0]["hidden"] > 0
     assert report.steps[0].extra["param_ratio"] < 1
-    lm_child, lm_report = tamer.compress(lm_artifact, out=tmp_path / "l", progress=False, distill_into="layers=1,hidden=32",
+    lm_child = tamer.compress(lm_artifact, out=tmp_path / "l", progress=False, distill_into="layers=1,hidden=32",
                                          distill_epochs=1)
+    lm_report = lm_child.report
     assert lm_child.manifest["model_config"]["decoder"]["n_embd"] == 32
     assert lm_child.manifest["distillation"]["init"]["fresh"] == 0  # GPT-2's packed q|k|v is narrowed too
     assert lm_report.steps[0].metric == "perplexity" and lm_report.steps[0].child_metric > 1
@@ -216,8 +219,9 @@ def test_trimmed_vocabulary_student_is_the_teacher_on_kept_tokens_and_unk_elsewh
 
 
 def test_trimmed_vocabulary_child_saves_loads_and_reports_coverage(text_artifact, tmp_path):
-    child, report = tamer.compress(text_artifact, out=tmp_path / "v", progress=False, distill_into="layers=1,vocab=40",
+    child = tamer.compress(text_artifact, out=tmp_path / "v", progress=False, distill_into="layers=1,vocab=40",
                                    distill_epochs=1)
+    report = child.report
     vocab = child.manifest["distillation"]["vocabulary"]
     assert vocab["kept"] == 40 and vocab["of"] == text_artifact.manifest["model_config"]["encoder"]["vocab_size"]
     assert vocab["test_tokens_unknown_before"] <= vocab["test_tokens_unknown"] < 1
@@ -229,7 +233,7 @@ def test_trimmed_vocabulary_child_saves_loads_and_reports_coverage(text_artifact
         out = student(**batch)
     assert torch.isfinite(out).all()
     assert int(student.token_map.max()) == 39
-    q, _ = tamer.compress(child, out=tmp_path / "q", progress=False, quantize="int8", activations="weight-only")
+    q = tamer.compress(child, out=tmp_path / "q", progress=False, quantize="int8", activations="weight-only")
     _, quantized = q.load_model()
     assert torch.equal(quantized.token_map, student.token_map)
     with torch.no_grad():

@@ -1,4 +1,5 @@
 """Pruning: mask sparsity and the 2:4 pattern as properties; structured pruning really shrinks the model."""
+import pytest
 import torch
 from torch import nn
 
@@ -35,8 +36,9 @@ def test_two_four_keeps_two_largest_of_every_four():
 
 
 def test_structured_prune_of_a_tiny_bert_shrinks_shapes(text_artifact, tmp_path):
-    child, report = tamer.compress(text_artifact, out=tmp_path / "p", progress=False, prune=0.5, prune_kind="structured",
+    child = tamer.compress(text_artifact, out=tmp_path / "p", progress=False, prune=0.5, prune_kind="structured",
                                    finetune_epochs=1)
+    report = child.report
     width = text_artifact.manifest["model_config"]["encoder"]["intermediate_size"]
     assert child.manifest["model_config"]["encoder"]["intermediate_size"] == width // 2
     _, model = child.load_model()
@@ -61,7 +63,8 @@ def test_structured_prune_keeps_the_function_of_kept_neurons(digits_artifact):
 
 
 def test_unstructured_and_two_four_artifacts(digits_artifact, tmp_path):
-    child, report = tamer.compress(digits_artifact, out=tmp_path / "u", progress=False, prune=0.5, prune_kind="2:4")
+    child = tamer.compress(digits_artifact, out=tmp_path / "u", progress=False, prune=0.5, prune_kind="2:4")
+    report = child.report
     state = child.state_dict()
     w = state["classifier.1.weight"]
     assert torch.all((w.reshape(w.shape[0], -1, 4) != 0).sum(-1) <= 2)
@@ -82,8 +85,9 @@ def _agree(task, a, b, n=8) -> bool:
 def test_head_pruning_of_bert_equals_the_parent_with_those_heads_silenced(text_artifact, tmp_path):
     """A removed head contributes exactly what a head with zero values contributes: nothing. So the saved and
     reloaded pruned model must equal its parent with the removed heads' value rows set to zero."""
-    child, report = tamer.compress(text_artifact, out=tmp_path / "h", progress=False, prune=0.5, prune_kind="structured",
+    child = tamer.compress(text_artifact, out=tmp_path / "h", progress=False, prune=0.5, prune_kind="structured",
                                    prune_units="heads")
+    report = child.report
     enc = text_artifact.manifest["model_config"]["encoder"]
     heads, dh = enc["num_attention_heads"], enc["hidden_size"] // enc["num_attention_heads"]
     assert child.manifest["model_config"]["attention_heads"] == heads // 2
@@ -100,13 +104,13 @@ def test_head_pruning_of_bert_equals_the_parent_with_those_heads_silenced(text_a
                 block.attention.self.value.bias[h * dh:(h + 1) * dh] = 0
     assert _agree(task, pruned, silenced)
     assert report.steps[0].size_ratio < 1.0
-    q, _ = tamer.compress(child, out=tmp_path / "hq", progress=False, quantize="int8")  # the narrowed model quantizes
+    q = tamer.compress(child, out=tmp_path / "hq", progress=False, quantize="int8")  # the narrowed model quantizes
     _, q_model = q.load_model()
     assert q_model.encoder.encoder.layer[0].attention.self.query.shape == (heads // 2 * dh, enc["hidden_size"])
 
 
 def test_head_pruning_of_gpt2_equals_the_parent_with_those_heads_silenced(lm_artifact, tmp_path):
-    child, _ = tamer.compress(lm_artifact, out=tmp_path / "h", progress=False, prune=0.5, prune_kind="structured",
+    child = tamer.compress(lm_artifact, out=tmp_path / "h", progress=False, prune=0.5, prune_kind="structured",
                               prune_units="heads")
     dec = lm_artifact.manifest["model_config"]["decoder"]
     heads, width = dec["n_head"], dec["n_embd"]
@@ -128,8 +132,9 @@ def test_head_pruning_of_gpt2_equals_the_parent_with_those_heads_silenced(lm_art
 
 
 def test_channel_pruning_of_the_cnn_equals_the_parent_with_those_channels_silenced(digits_artifact, tmp_path):
-    child, report = tamer.compress(digits_artifact, out=tmp_path / "c", progress=False, prune=0.5, prune_kind="structured",
+    child = tamer.compress(digits_artifact, out=tmp_path / "c", progress=False, prune=0.5, prune_kind="structured",
                                    prune_units="channels")
+    report = child.report
     c = digits_artifact.manifest["model_config"]["channels"]
     assert child.manifest["model_config"]["channels"] == c // 2
     task, pruned = child.load_model()
@@ -146,3 +151,33 @@ def test_channel_pruning_of_the_cnn_equals_the_parent_with_those_channels_silenc
                 big.bias[k] = 0
     assert _agree(task, pruned, silenced)
     assert report.steps[0].size_ratio < 0.75
+
+
+def test_a_chain_is_gated_against_the_first_parent(digits_artifact, tmp_path):
+    """prune -> quantize: unprefixed gate metrics compare the last child with the artifact compress was given
+    (read back from the manifests), the `quantize.` ones with the pruned step; the report shows both."""
+    child = tamer.compress(digits_artifact, out=tmp_path / "pq", progress=False, prune=0.6, prune_kind="structured",
+                                   quantize="int8")
+    report = child.report
+    pruned = tamer.load(tmp_path / "pq.prune")
+    final, first, middle = (a.metrics["test"]["accuracy"] for a in (child, digits_artifact, pruned))
+    gates = report.gate_metrics()
+    assert gates["accuracy_change"] == pytest.approx(final - first)
+    assert gates["parent_accuracy"] == pytest.approx(first)
+    assert gates["quantize.accuracy_change"] == pytest.approx(final - middle)
+    assert gates["prune.accuracy_change"] == pytest.approx(middle - first)
+    assert gates["size_ratio"] == pytest.approx(child.size("model.safetensors") / digits_artifact.size("model.safetensors"))
+    assert "against the first parent" in report.summary() and "against the first parent" in report.html()
+
+
+def test_overall_gate_metrics_from_known_steps():
+    from tamer.compression.report import CompressReport, StepResult
+
+    steps = [StepResult("prune", "a", "1", "", parent_bytes=1000, child_bytes=600, parent_metric=0.9, child_metric=0.8,
+                        latency_ms={"batch1": {"parent": 10.0, "child": 5.0}}),
+             StepResult("quantize", "b", "2", "", parent_bytes=600, child_bytes=150, parent_metric=0.8, child_metric=0.75,
+                        latency_ms={"batch1": {"parent": 5.0, "child": 4.0}})]
+    gates = CompressReport("p", "0", "b", "2", steps).gate_metrics()
+    assert gates["accuracy_change"] == pytest.approx(-0.15) and gates["quantize.accuracy_change"] == pytest.approx(-0.05)
+    assert gates["size_ratio"] == pytest.approx(0.15) and gates["quantize.size_ratio"] == pytest.approx(0.25)
+    assert gates["latency_ratio_b1"] == pytest.approx(0.4) and "latency_ratio_b32" not in gates

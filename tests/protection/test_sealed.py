@@ -247,7 +247,8 @@ def test_verbs_run_on_a_sealed_artifact_opened_in_memory(trained, tmp_path):
     opened = tamer.load(root / "e", key_file=str(key))
     tamer.encrypt(opened, out=tmp_path / "again", key_file=str(key))  # sealed again straight from memory
     assert tamer.load(tmp_path / "again", key_file=str(key)).id == art.id
-    child, report = tamer.compress(opened, out=tmp_path / "q", quantize="int8", progress=False)
+    child = tamer.compress(opened, out=tmp_path / "q", quantize="int8", progress=False)
+    report = child.report
     assert report.parent == str(root / "e") and child.manifest["parents"] == [art.id]
 
 

@@ -93,8 +93,44 @@ def ort_run(session, names: list[str], batch: dict[str, torch.Tensor]) -> torch.
     return torch.from_numpy(session.run(None, {k: batch[k].numpy() for k in names})[0])
 
 
+class OrtModel(nn.Module):
+    """An ONNX Runtime session called like the PyTorch model it was exported from (keywords in, a tensor out), so
+    the task's own evaluation measures the exported graph itself."""
+
+    def __init__(self, session, names: list[str]):
+        super().__init__()
+        self.session, self.names = session, names
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        return ort_run(self.session, self.names, inputs)
+
+
+@torch.inference_mode()
+def test_parity(task, model: nn.Module, onnx_model: nn.Module, dataset, batch_size: int = 64) -> tuple[dict, dict, dict]:
+    """(eager metrics, ONNX metrics, parity) over the whole test split: the same batches through both, the task's
+    meter on each, and how often their predictions agree (classifiers: the same top class; language models: the
+    same next-token choice at every labelled position)."""
+    from torch.utils.data import DataLoader
+
+    eager, exported = task.meter(), task.meter()
+    same = total = 0
+    diff = 0.0
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=task.collate):
+        ref, got = task.forward(model, batch).float(), task.forward(onnx_model, batch).float()
+        eager.update(ref, batch, task.loss(ref, batch))
+        exported.update(got, batch, task.loss(got, batch))
+        diff = max(diff, float((ref - got).abs().max()))
+        if ref.dim() >= 2:
+            agree = ref.argmax(-1) == got.argmax(-1)
+            if task.kind == "language-model":
+                agree = agree[:, :-1][batch["labels"][:, 1:] != -100]
+            same, total = same + int(agree.sum()), total + agree.numel()
+    parity = {"max_abs_diff": diff, "prediction_agreement": same / total if total else None, "examples": len(dataset)}
+    return eager.result(), exported.result(), parity
+
+
 def export_step(parent: Artifact, config: CompressConfig, out: Path, progress: bool):
-    from .measure import calibration_batches, latency_batch
+    from .measure import calibration_batches, headline, latency_batch
     from .report import StepResult
     from .verb import _file_bytes, _write
 
@@ -102,7 +138,7 @@ def export_step(parent: Artifact, config: CompressConfig, out: Path, progress: b
     if fmt not in ("fp32", "int8"):
         raise UsageError(f"--export onnx takes fp32 and int8 artifacts, and {str(parent.path)!r} is {fmt}; export its parent.")
     task, model = parent.load_model()
-    splits = task.prepare(int(parent.manifest.get("options", {}).get("seed", 0)))
+    splits = task.prepare(parent.split_seed)
     batches = calibration_batches(task, splits.test, 64, 0, batch_size=16)
     tmp = Path(out).with_name(f".{Path(out).name}.onnx-tmp")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -130,14 +166,18 @@ def export_step(parent: Artifact, config: CompressConfig, out: Path, progress: b
                     t = time.perf_counter(); task.forward(model, b); t_torch.append(time.perf_counter() - t)
                     t = time.perf_counter(); ort_run(session, names, b); t_ort.append(time.perf_counter() - t)
             lat[f"batch{n}"] = {"parent": statistics.median(t_torch) * 1e3, "child": statistics.median(t_ort) * 1e3}
+        eager_metrics, onnx_metrics, parity = test_parity(task, model, OrtModel(session, names), splits.test)
+        parity.update({f"eager_{task.metric}": eager_metrics.get(task.metric), f"onnx_{task.metric}": onnx_metrics.get(task.metric)})
         import shutil
 
         info = {"onnx_max_abs_diff": max_diff, "onnx_cosine": cosine, "onnx_bytes": onnx_path.stat().st_size, "inputs": names}
-        extra = {"onnx": {**info, "file": ONNX_FILE, "runtime": "onnxruntime int8 dynamic" if fmt == "int8" else "fp32"}}
+        extra = {"onnx": {**info, "file": ONNX_FILE, "runtime": "onnxruntime int8 dynamic" if fmt == "int8" else "fp32",
+                          "test_parity": parity}}
         if "quantization" in parent.manifest:
             extra["quantization"] = parent.manifest["quantization"]
         child = _write(out, parent, task, model, parent.manifest["model_config"], config, "export", fmt,
-                       parent.metrics, extra=extra, files=lambda folder: shutil.copy(onnx_path, folder / ONNX_FILE))
+                       onnx_metrics, extra=extra, files=lambda folder: shutil.copy(onnx_path, folder / ONNX_FILE),
+                       run={"latency_ms": lat})
     finally:
         import shutil
 
@@ -145,5 +185,9 @@ def export_step(parent: Artifact, config: CompressConfig, out: Path, progress: b
     return child, StepResult(step="export", artifact=str(child.path), id=child.id,
                              detail=f"onnx ({extra['onnx']['runtime']}); latency: PyTorch -> ONNX Runtime",
                              parent_bytes=_file_bytes(parent), child_bytes=info["onnx_bytes"], metric=task.metric,
+                             parent_metric=headline(task, eager_metrics), child_metric=headline(task, onnx_metrics),
                              latency_ms=lat, agreement=cosine,
-                             extra={"onnx_max_abs_diff": max_diff, "onnx_cosine": cosine})
+                             extra={"onnx_max_abs_diff": max_diff, "onnx_cosine": cosine,
+                                    "onnx_test_max_abs_diff": parity["max_abs_diff"],
+                                    **({"onnx_prediction_agreement": parity["prediction_agreement"]}
+                                       if parity["prediction_agreement"] is not None else {})})

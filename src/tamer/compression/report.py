@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,29 @@ class CompressReport(Report):
     steps: list[StepResult]
     title = "compress"
 
+    def overall(self) -> dict[str, float]:
+        """The last child against the first parent (the artifact compress was given), whatever the chain between:
+        size and metric measured, latency as the product of each step's measured ratio."""
+        first, last = self.steps[0], self.steps[-1]
+        out: dict[str, float] = {}
+        if first.parent_bytes:
+            out["size_ratio"] = last.child_bytes / first.parent_bytes
+        for batch, key in (("batch1", "latency_ratio_b1"), ("batch32", "latency_ratio_b32")):
+            ratios = [s.latency_ratio(batch) for s in self.steps]
+            if ratios and all(r is not None for r in ratios):
+                out[key] = float(math.prod(ratios))
+        if last.child_metric is not None:
+            out[last.metric] = last.child_metric
+        if first.parent_metric is not None:
+            out[f"parent_{first.metric}"] = first.parent_metric
+            if last.child_metric is not None:
+                out[f"{first.metric}_change"] = last.child_metric - first.parent_metric
+        return out
+
     def gate_metrics(self) -> dict[str, float]:
+        """Per step as `STEP.KEY` (that step's child against its own parent); unprefixed, the chain's result
+        against the first parent (`overall`), so a gate on `accuracy_change` after prune -> quantize sees what both
+        steps together cost. Agreement and other step facts unprefixed are the last step's."""
         out: dict[str, float] = {}
         for s in self.steps:
             values = {"size_ratio": s.size_ratio, "latency_ratio_b1": s.latency_ratio("batch1"),
@@ -59,8 +82,9 @@ class CompressReport(Report):
             values.update({k: v for k, v in s.extra.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
             for k, v in values.items():
                 if v is not None:
-                    out[k] = float(v)  # the last step wins; `step.metric` keys name each
+                    out[k] = float(v)
                     out[f"{s.step}.{k}"] = float(v)
+        out.update({k: float(v) for k, v in self.overall().items()})
         return out
 
     def summary(self) -> str:
@@ -80,6 +104,12 @@ class CompressReport(Report):
                 parts.append(f"{len(s.fallbacks)} layer(s) run fp32")
             parts += [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in s.extra.items() if not isinstance(v, (dict, list))]
             lines.append("  " + ", ".join(parts))
+        if len(self.steps) > 1:
+            o, m = self.overall(), self.steps[0].metric
+            parts = [f"size {o['size_ratio']:.3f}x"] if "size_ratio" in o else []
+            if f"parent_{m}" in o and m in o:
+                parts.append(f"{m} {_num(o[f'parent_{m}'])} -> {_num(o[m])} ({o[m] - o[f'parent_{m}']:+.4g})")
+            lines.append("  against the first parent: " + ", ".join(parts))
         return "\n".join(lines)
 
     def _plot(self) -> str:
@@ -109,6 +139,11 @@ class CompressReport(Report):
             rows.append((s.step, s.detail, _num(s.size_ratio, "{:.3f}x"), _num(s.latency_ratio("batch1"), "{:.2f}x"),
                          _num(s.latency_ratio("batch32"), "{:.2f}x"), _num(s.parent_metric), _num(s.child_metric),
                          _num(s.rtn_metric), _num(s.agreement, "{:.5f}")))
+        if len(self.steps) > 1:  # gates read this row: the chain against the artifact compress was given
+            o, m = self.overall(), self.steps[0].metric
+            rows.append(("all steps", "against the first parent", _num(o.get("size_ratio"), "{:.3f}x"),
+                         _num(o.get("latency_ratio_b1"), "{:.2f}x"), _num(o.get("latency_ratio_b32"), "{:.2f}x"),
+                         _num(o.get(f"parent_{m}")), _num(o.get(m)), "—", "—"))
         parts = [f"<section><h2>Compress · {html.escape(self.id)}</h2>",
                  f"<p class=muted>{html.escape(self.parent)} → {html.escape(self.artifact)}</p>",
                  table_html(rows, ["step", "what", "size vs parent", "batch-1 latency", "batch-32 latency",

@@ -16,7 +16,8 @@ from .report import CompressReport, StepResult
 
 
 def _seed(artifact: Artifact) -> int:
-    return int(artifact.manifest.get("options", {}).get("seed", 0))
+    """The seed of the data split the parent was trained and measured on; every step measures on the same split."""
+    return artifact.split_seed
 
 
 def _options(config: CompressConfig) -> dict[str, Any]:
@@ -24,15 +25,18 @@ def _options(config: CompressConfig) -> dict[str, Any]:
 
 
 def _write(out: Path, parent: Artifact, task, model, model_config, config, step: str, fmt: str,
-           metrics: dict, extra: dict | None = None, files=None) -> Artifact:
+           metrics: dict, extra: dict | None = None, files=None, run: dict | None = None) -> Artifact:
+    """Save one step's child: `metrics` are its test-split metrics (kept as `metrics.test`), `options` record the
+    compress seed and the parent's split seed; `run` (timings, outside the id) is per-run."""
     def write_files(folder: Path) -> None:
         task.write_files(folder)
         if files is not None:
             files(folder)
 
     return save_artifact(out, model.state_dict(), task=task.to_manifest(), model_config=model_config, verb="compress",
-                         options={**_options(config), "step": step, "seed": _seed(parent)}, metrics=metrics,
-                         parents=[parent.id], fmt=fmt, extra=extra, write_files=write_files)
+                         options={**_options(config), "step": step, "split_seed": _seed(parent)},
+                         metrics={"test": metrics}, parents=[parent.id], fmt=fmt,
+                         extra={**(extra or {}), **({"run": run} if run else {})}, write_files=write_files)
 
 
 def _quantize(parent: Artifact, config: CompressConfig, out: Path, progress: bool) -> tuple[Artifact, StepResult]:
@@ -63,9 +67,17 @@ def _quantize(parent: Artifact, config: CompressConfig, out: Path, progress: boo
     parent_metrics = task.evaluate(fp32, splits.test)
     metrics = task.evaluate(quant, splits.test)
     layer_error = _layer_errors(fp32, quant, recipe)
+    # the id covers what the weights are (each layer's codes and how it executes), not the timings that chose the
+    # execution: those, and the reasons quoting them, go under `run`, so the same choices give the same id
+    per_run = ("timing", "reason")
+    layers = {n: {k: v for k, v in r.items() if k not in per_run} for n, r in recipe.items()}
     child = _write(out, parent, task, quant, parent.manifest["model_config"], config, "quantize", config.quantize,
-                   metrics, extra={"quantization": {"layers": recipe, "bits": config.bits, "scheme": config.scheme,
-                                                    "calibration": config.calibration, "whole_model_fallback": whole}})
+                   metrics, extra={"quantization": {"layers": layers, "bits": config.bits, "scheme": config.scheme,
+                                                    "calibration": config.calibration,
+                                                    "whole_model_fallback": whole is not None}},
+                   run={"quantization": {"layers": {n: {k: r[k] for k in per_run if k in r} for n, r in recipe.items()},
+                                         "whole_model_fallback": whole},
+                        "latency_ms": {f"batch{n}": v for n, v in lat.items()}})
     fell_back = {n: r["reason"] for n, r in recipe.items() if r["exec"] == "fp32-fallback"}
     result = StepResult(
         step="quantize", artifact=str(child.path), id=child.id, detail=f"{config.quantize} {config.scheme} "
@@ -100,8 +112,9 @@ def _file_bytes(artifact: Artifact) -> int:
     return artifact.size(WEIGHTS)
 
 
-def compress(artifact: Artifact, config: CompressConfig, out: str | Path, progress: bool = True) -> tuple[Artifact, CompressReport]:
-    """Run the steps the config asks for; intermediate steps are written beside `out` as OUT.STEP."""
+def compress(artifact: Artifact, config: CompressConfig, out: str | Path, progress: bool = True) -> Artifact:
+    """Run the steps the config asks for; intermediate steps are written beside `out` as OUT.STEP. Returns the last
+    child, its CompressReport (every step) attached as `.report`."""
     steps = config.steps
     if not steps and not config.export:
         raise UsageError("compress was given nothing to do; pass --quantize int8|int4, --prune FRACTION, "
@@ -128,5 +141,5 @@ def compress(artifact: Artifact, config: CompressConfig, out: str | Path, progre
 
             current, result = export_step(current, config, target, progress)
         results.append(result)
-    return current, CompressReport(parent=str(artifact.path), parent_id=artifact.id, artifact=str(current.path),
-                                   id=current.id, steps=results)
+    return current.with_report(CompressReport(parent=str(artifact.path), parent_id=artifact.id,
+                                              artifact=str(current.path), id=current.id, steps=results))

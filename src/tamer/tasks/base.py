@@ -128,6 +128,19 @@ class Task(ABC):
         model.train(was_training)
         return meter.result()
 
+    @torch.no_grad()
+    def predict(self, model: nn.Module, batch: dict[str, torch.Tensor], max_new_tokens: int = 20) -> list[dict[str, Any]]:
+        """One answer per example of `batch` (from `encode` or `collate`): a classifier's label, its probability and
+        every label's (what a Hugging Face pipeline returns); a regressor's value."""
+        model.eval()
+        out = self.forward(model, batch).float()
+        if self.kind == "regression":
+            return [{"value": float(v)} for v in out.reshape(len(out), -1)[:, 0]]
+        probs = out.softmax(-1)
+        names = list(getattr(self, "labels", None) or []) or [str(i) for i in range(probs.shape[-1])]
+        return [{"label": names[int(p.argmax())], "score": float(p.max()),
+                 "probabilities": {n: float(v) for n, v in zip(names, p)}} for p in probs]
+
     def meter(self) -> "Meter":
         from .meters import ClassificationMeter, LanguageModelMeter, RegressionMeter
 

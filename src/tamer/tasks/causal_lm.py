@@ -133,6 +133,24 @@ class CausalLMTask(Task):
         batch.pop("labels")
         return batch
 
+    @torch.no_grad()
+    def predict(self, model, batch, max_new_tokens=20):
+        """Each prompt continued greedily (the most likely next token) until end-of-text or `max_new_tokens`."""
+        model.eval()
+        eos, out = self.tokenizer.eos_token_id, []
+        for ids, mask in zip(batch["input_ids"], batch["attention_mask"]):
+            prompt = ids[mask.bool()]
+            ids = prompt.clone()
+            for _ in range(max_new_tokens):
+                window = ids[-self.config.block_size:][None]
+                nxt = int(self.forward(model, {"input_ids": window, "attention_mask": torch.ones_like(window)})[0, -1].argmax())
+                if nxt == eos:
+                    break
+                ids = torch.cat([ids, torch.tensor([nxt])])
+            text = self.tokenizer.decode(prompt.tolist())
+            out.append({"prompt": text, "generated_text": text + self.tokenizer.decode(ids[len(prompt):].tolist())})
+        return out
+
     def loss(self, outputs, batch):
         # next-token prediction: position t predicts token t+1
         logits = outputs[:, :-1].reshape(-1, outputs.shape[-1])
