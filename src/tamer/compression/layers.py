@@ -39,6 +39,14 @@ class _Codes(nn.Module):
         self._weight = None
         self._packed = None
 
+    def __getstate__(self):
+        """Copies (copy.deepcopy, pickle) drop what is derived from the codes: a packed oneDNN weight is an opaque
+        tensor that cannot be copied, and both are rebuilt on the next call."""
+        state = dict(self.__dict__)
+        state["_weight"] = None
+        state["_packed"] = None
+        return state
+
     def codes(self) -> torch.Tensor:
         return unpack_int4(self.qweight, self.signed) if self.bits == 4 else self.qweight
 
