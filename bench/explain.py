@@ -11,8 +11,11 @@
               the same process); and, below the verb, the attribution alone: inside the batch call (batches of
               up to 32 texts of similar length) vs one text per Captum call on the same subset
 
+  one         one `tamer explain --input TEXT` with default options (completeness, faithfulness, sanity check) vs
+              one IG run of 50 steps on the same text (goal <= 3x), and with `--global` (the old default)
+
     flock /tmp/tamer-bench.lock .venv/bin/python bench/explain.py [--json] [--threads 2] [--sentences 1000]
-        [--one-by-one 20] [--epochs 1] [--reps 3]
+        [--one-by-one 20] [--epochs 1] [--reps 3] [--artifact MINILM] [--only ig,one,batch,digits]
 """
 from __future__ import annotations
 
@@ -106,7 +109,7 @@ def bench_ig(artifact, reps: int) -> dict:
     independent = abs(sum(words_attr[0]) - change) / max(abs(change), 1e-4)
     default = ExplainConfig(input=text)  # tolerance 1e-3, steps raised while above it
     t_default, (_, a_default) = median_time(lambda: subject.attribute([item], target, default, "pad"), 1)
-    return {"tokens": int(ids.shape[1]), "words": len(item.words), "steps": 50,
+    return {"text": text, "tokens": int(ids.shape[1]), "words": len(item.words), "steps": 50,
             "captum_s": statistics.median(t_captum), "tamer_s": statistics.median(t_tamer),
             "time_ratio": statistics.median(t_tamer) / statistics.median(t_captum),
             "completeness_error": a.errors[0], "completeness_error_independent": independent,
@@ -174,6 +177,22 @@ def bench_batch(artifact, sentences: list[str], labels: list[str], n_single: int
             "sufficiency": m["sufficiency"], "random_sufficiency": m["random_sufficiency"]}
 
 
+def bench_one(artifact, text: str, ig_s: float, reps: int, work: Path) -> dict:
+    """One `tamer.explain --input TEXT` with default options (IG with completeness, faithfulness, sanity check), model
+    load and files included, against one IG run of 50 steps; and once with the global view over 100 test examples
+    (`--global`, the default before issue 14)."""
+    import tamer
+
+    runs = iter(range(10 ** 6))
+    one = lambda **kw: tamer.explain(str(artifact.path), input=text, out=work / f"one-{next(runs)}", progress=False, **kw)  # noqa: E731
+    one()  # warm-up
+    t_default, report = median_time(one, reps)
+    t_global, _ = median_time(lambda: one(global_examples=100), 1)
+    return {"default_s": t_default, "global_s": t_global, "ig_run_s": ig_s, "ratio_to_ig_run": t_default / ig_s,
+            "global_ratio_to_ig_run": t_global / ig_s, "steps": report.completeness["max_steps_used"],
+            "completeness_error": report.completeness["max_error"]}
+
+
 def bench_digits(work: Path) -> dict:
     import tamer
 
@@ -197,63 +216,89 @@ def main() -> int:
     ap.add_argument("--one-by-one", type=int, default=20, help="of those, explained one by one (then extrapolated)")
     ap.add_argument("--epochs", type=int, default=1, help="MiniLM fine-tuning epochs on the Amazon sentences")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--artifact", help="a fine-tuned MiniLM sentiment artifact to use instead of fine-tuning one")
+    ap.add_argument("--only", default="ig,one,batch,digits", help="comma-separated sections to run")
     args = ap.parse_args()
+    only = set(args.only.split(","))
     torch.set_num_threads(args.threads)
     import tamer
 
     work = Path(tempfile.mkdtemp(prefix="tamer-bench-explain-"))
     say = (lambda *a: print(*a, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    amazon = read_tsv(DATA / "amazon_cells_labelled.txt")
-    (work / "amazon.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in amazon), encoding="utf-8")
-    art = tamer.train("text-classification", data=str(work / "amazon.tsv"), encoder="minilm", epochs=args.epochs, seed=0,
-                      out=work / "minilm", progress=False)
-    say(f"fine-tuned MiniLM on {len(amazon)} Amazon sentences in {time.perf_counter() - t0:.0f} s: {art.metrics}")
+    if args.artifact:
+        art = tamer.load(args.artifact)
+    else:
+        amazon = read_tsv(DATA / "amazon_cells_labelled.txt")
+        (work / "amazon.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in amazon), encoding="utf-8")
+        art = tamer.train("text-classification", data=str(work / "amazon.tsv"), encoder="minilm", epochs=args.epochs,
+                          seed=0, out=work / "minilm", progress=False)
+        say(f"fine-tuned MiniLM on {len(amazon)} Amazon sentences in {time.perf_counter() - t0:.0f} s: {art.metrics}")
     results: dict = {"threads": args.threads, "minilm_metrics": art.metrics}
     results["ig"] = bench_ig(art, args.reps)
     say("ig", results["ig"])
-    yelp = read_tsv(DATA / "yelp_labelled.txt")[: args.sentences]
-    results["batch"] = bench_batch(art, [t for t, _ in yelp], [y for _, y in yelp], min(args.one_by_one, len(yelp)), work)
-    say("batch", results["batch"])
-    results["digits"] = bench_digits(work)
-    say("digits", results["digits"])
+    if "one" in only:
+        results["one"] = bench_one(art, results["ig"]["text"], results["ig"]["tamer_s"], args.reps, work)
+        say("one", results["one"])
+    if "batch" in only:
+        yelp = read_tsv(DATA / "yelp_labelled.txt")[: args.sentences]
+        results["batch"] = bench_batch(art, [t for t, _ in yelp], [y for _, y in yelp], min(args.one_by_one, len(yelp)), work)
+        say("batch", results["batch"])
+    if "digits" in only:
+        results["digits"] = bench_digits(work)
+        say("digits", results["digits"])
 
-    ig, b, d = results["ig"], results["batch"], results["digits"]
+    ig, b, d, o = (results.get(k) for k in ("ig", "batch", "digits", "one"))
     rows = [
         ("IG 50 steps, MiniLM, 32 tokens: time (s)", ig["tamer_s"], "Captum LIG", ig["captum_s"], ig["time_ratio"], "<= 1.1x", ig["time_ratio"] <= 1.1),
         ("  completeness error (relative)", ig["completeness_error"], "Captum LIG", ig["captum_completeness_error"], None, "<= 1e-3",
          ig["completeness_error"] <= 1e-3),
         (f"  with steps raised automatically ({ig['default_steps']} steps)", ig["default_error"], "", None, None, "<= 1e-3",
          ig["default_error"] <= 1e-3),
-        (f"sentiment comprehensiveness (IG, {b['sentences']} Yelp)", b["comprehensiveness"], "random", b["random_comprehensiveness"],
-         b["comprehensiveness_ratio"], ">= 2x", b["comprehensiveness_ratio"] >= 2),
-        ("  sufficiency (lower is better)", b["sufficiency"], "random", b["random_sufficiency"], None, "", None),
-        (f"digits deletion AUC (IG, {d['test_images']} test)", d["ig"]["deletion_auc"], "random", d["ig"]["random_deletion_auc"],
-         d["ig"]["deletion_auc_ratio"], "<= 0.5x", d["ig"]["deletion_auc_ratio"] <= 0.5),
-        ("  digits deletion AUC (saliency)", d["saliency"]["deletion_auc"], "random", d["saliency"]["random_deletion_auc"],
-         d["saliency"]["deletion_auc_ratio"], "", None),
-        ("  digits deletion AUC (occlusion)", d["occlusion"]["deletion_auc"], "random", d["occlusion"]["random_deletion_auc"],
-         d["occlusion"]["deletion_auc_ratio"], "", None),
-        (f"batch mode, {b['sentences']} sentences: sentences/s", b["batch_per_s"], f"one by one ({b['one_by_one_measured']}, extrap.)",
-         b["one_by_one_per_s"], b["verb_ratio"], ">= 3x", b["verb_ratio"] >= 3),
-        ("  attribution only (inside the verb): sentences/s", b["attr_batch_per_s"], f"one at a time ({b['one_by_one_measured']})",
-         b["attr_single_per_s"], b["attr_ratio"], "", None),
     ]
+    if o:
+        rows += [
+            ("one explanation (verb, defaults), MiniLM: time (s)", o["default_s"], "one IG run (50 steps)", o["ig_run_s"],
+             o["ratio_to_ig_run"], "<= 3x", o["ratio_to_ig_run"] <= 3),
+            ("  with --global (100 test examples)", o["global_s"], "one IG run (50 steps)", o["ig_run_s"],
+             o["global_ratio_to_ig_run"], "", None),
+        ]
+    if b:
+        rows += [
+            (f"sentiment comprehensiveness (IG, {b['sentences']} Yelp)", b["comprehensiveness"], "random", b["random_comprehensiveness"],
+             b["comprehensiveness_ratio"], ">= 2x", b["comprehensiveness_ratio"] >= 2),
+            ("  sufficiency (lower is better)", b["sufficiency"], "random", b["random_sufficiency"], None, "", None),
+            (f"batch mode, {b['sentences']} sentences: sentences/s", b["batch_per_s"], f"one by one ({b['one_by_one_measured']}, extrap.)",
+             b["one_by_one_per_s"], b["verb_ratio"], ">= 3x", b["verb_ratio"] >= 3),
+            ("  attribution only (inside the verb): sentences/s", b["attr_batch_per_s"], f"one at a time ({b['one_by_one_measured']})",
+             b["attr_single_per_s"], b["attr_ratio"], "", None),
+        ]
+    if d:
+        rows += [
+            (f"digits deletion AUC (IG, {d['test_images']} test)", d["ig"]["deletion_auc"], "random", d["ig"]["random_deletion_auc"],
+             d["ig"]["deletion_auc_ratio"], "<= 0.5x", d["ig"]["deletion_auc_ratio"] <= 0.5),
+            ("  digits deletion AUC (saliency)", d["saliency"]["deletion_auc"], "random", d["saliency"]["random_deletion_auc"],
+             d["saliency"]["deletion_auc_ratio"], "", None),
+            ("  digits deletion AUC (occlusion)", d["occlusion"]["deletion_auc"], "random", d["occlusion"]["random_deletion_auc"],
+             d["occlusion"]["deletion_auc_ratio"], "", None),
+        ]
     results["table"] = [dict(zip(("metric", "tamer", "peer", "peer_value", "ratio", "goal", "pass"), r)) for r in rows]
     results["seconds"] = time.perf_counter() - t0
     if args.json:
         print(json.dumps(results, indent=2, default=float))
         return 0
     fmt = lambda v: "" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))  # noqa: E731
-    print(f"explain bench, {args.threads} threads; MiniLM fine-tuned {args.epochs} epoch(s) on Amazon, test accuracy "
-          f"{art.metrics.get('test', {}).get('accuracy')}, Yelp accuracy {b['accuracy']:.3f}; digits CNN test accuracy "
-          f"{d['accuracy']}; {results['seconds']:.0f} s in all")
+    print(f"explain bench, {args.threads} threads; MiniLM {args.artifact or f'fine-tuned {args.epochs} epoch(s) on Amazon'}, "
+          f"test accuracy {art.metrics.get('test', {}).get('accuracy')}; {results['seconds']:.0f} s in all")
     print(f"{'metric':<52} {'tamer':>9}  {'peer':<26} {'peer value':>10} {'ratio':>7}  {'goal':<8} pass")
     for r in rows:
         print(f"{r[0]:<52} {fmt(r[1]):>9}  {r[2]:<26} {fmt(r[3]):>10} {fmt(r[4]):>7}  {r[5]:<8} {'' if r[6] is None else ('yes' if r[6] else 'NO')}")
-    print(f"batch: {b['batch_s']:.0f} s for {b['sentences']} (completeness <= 1e-3 for {100 * b['completeness_within_tolerance']:.1f}%, "
-          f"max steps {b['max_steps_used']}, accuracy {b['accuracy']:.3f}); one by one measured on {b['one_by_one_measured']}: "
-          f"{b['one_by_one_s_measured']:.0f} s, extrapolated {b['one_by_one_s_extrapolated']:.0f} s for {b['sentences']}")
+    if b:
+        print(f"batch: {b['batch_s']:.0f} s for {b['sentences']} (completeness <= 1e-3 for {100 * b['completeness_within_tolerance']:.1f}%, "
+              f"max steps {b['max_steps_used']}, accuracy {b['accuracy']:.3f}); one by one measured on {b['one_by_one_measured']}: "
+              f"{b['one_by_one_s_measured']:.0f} s, extrapolated {b['one_by_one_s_extrapolated']:.0f} s for {b['sentences']}")
+    if d:
+        print(f"digits CNN test accuracy {d['accuracy']}")
     print(f"IG: Captum vs tamer word attributions max |diff| {ig['captum_vs_tamer_max_abs_diff']:.2e}; completeness "
           f"checked independently of Captum: {ig['completeness_error_independent']:.2e}")
     return 0

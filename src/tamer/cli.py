@@ -120,8 +120,13 @@ def _explain_arguments(p: argparse.ArgumentParser) -> None:
     from .explanation.config import ExplainConfig
 
     p.add_argument("artifact", help="artifact folder")
+    from .explanation.config import GLOBAL_EXAMPLES
+
     p.add_argument("--out", help="folder to write (default: explanations/TASK-TIME)")
     add_config_arguments(p, ExplainConfig)
+    p.add_argument("--global", dest="global_examples", action="store_const", const=GLOBAL_EXAMPLES,
+                   help=f"add the per-class global view over {GLOBAL_EXAMPLES} test examples (same as "
+                        f"--global-examples {GLOBAL_EXAMPLES}; one attribution run each)")
     _sealed_input_arguments(p)
 
 
@@ -384,6 +389,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tamer: interrupted; nothing half-written was kept.", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug in tamer, not the user's input: one line, the traceback only with --debug
+        if debug:
+            raise
+        message = " ".join(str(exc).split())[:300]
+        print(f"tamer: error: internal error in `tamer {_verb_in(argv) or ''}` ({type(exc).__name__}: {message}); "
+              "rerun with --debug for the traceback and report it.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 - `Int8DynamicLinear`: int8 per-channel weights, activations quantized per token or per call (fbgemm's int8 GEMM
   when run eagerly, oneDNN's `torch.ops.onednn.qlinear_pointwise` under `compiled()`; packed once, after loading).
+  When autograd records and the input requires grad, a differentiable path (`differentiable`) gives gradients.
 - `WeightOnlyLinear` / `WeightOnlyConv2d`: int8 or packed int4 codes; dequantized on every call
   (`cache=False`, the codes are all that is held in memory) or once (`cache=True`, fp32 execution).
 - `QuantEmbedding`: an int8 / int4 table; only the looked-up rows are dequantized.
@@ -37,6 +38,14 @@ class _Codes(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
         self._weight = None
         self._packed = None
+
+    def __getstate__(self):
+        """Copies (copy.deepcopy, pickle) drop what is derived from the codes: a packed oneDNN weight is an opaque
+        tensor that cannot be copied, and both are rebuilt on the next call."""
+        state = dict(self.__dict__)
+        state["_weight"] = None
+        state["_packed"] = None
+        return state
 
     def codes(self) -> torch.Tensor:
         return unpack_int4(self.qweight, self.signed) if self.bits == 4 else self.qweight
@@ -156,6 +165,23 @@ class Int8DynamicLinear(_Codes):
             self._packed = torch.ops.quantized.linear_prepack(qt, None if self.per_token else self.bias)
 
     def forward(self, x):
+        if torch.is_grad_enabled() and x.requires_grad:
+            return self.differentiable(x)
+        return self.quantized(x)
+
+    def differentiable(self, x):
+        """The int8 output with a gradient, for attributions and attacks (the integer GEMM has no autograd).
+
+        The value is exactly the int8 layer's; the gradient with respect to x is that of x @ W.T + b with W the
+        dequantized weight (smoothing undone). That is the int8 layer's true gradient up to the straight-through
+        estimate of the activation quantization (round(x / s) treated as x / s, Bengio et al. 2013)."""
+        with torch.no_grad():
+            exact = self.quantized(x)
+        y = F.linear(x, self.weight().to(x.dtype), self.bias)
+        return exact + (y - y.detach())  # exactly the int8 value, the gradient of y
+
+    def quantized(self, x):
+        """The inference path: activations coded to int8, the integer GEMM, rescaled (no autograd)."""
         if self._packed is None:
             self.prepare()
         shape = x.shape

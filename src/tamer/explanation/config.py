@@ -7,6 +7,8 @@ from typing import Literal
 from ..config import check, field
 
 METHODS = ("ig", "saliency", "gradxinput", "occlusion", "shap", "lime")
+GLOBAL_EXAMPLES = 100  # what --global asks for: the global view over this many test examples
+GLOBAL_FROM_BATCH = 8  # a batch of at least this many inputs is aggregated into the global view, no extra runs
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,8 @@ class ExplainConfig:
     faithfulness: bool = field(True, "measure deletion / insertion (images) or comprehensiveness / sufficiency (text)")
     sanity: Literal["none", "full", "cascading"] = field("full", "model-randomization sanity check (Adebayo et al. 2018)")
     sanity_examples: int = field(8, "inputs the sanity check re-explains")
-    global_examples: int = field(100, "test examples aggregated into the per-class global view (0: none)")
+    global_examples: int = field(0, "test examples aggregated into the per-class global view (--global: 100; 0: none, "
+                                    "though a batch of 8 or more inputs is aggregated into one at no extra cost)")
     top_k: int = field(10, "tokens per class listed in the global view")
 
     def __post_init__(self):

@@ -1,5 +1,8 @@
 """The explain verb: read the inputs, attribute in batches, score completeness and faithfulness, run the sanity
-check and the global view, and write the HTML page, JSON and PNG files."""
+check and (asked for, or from a batch) the global view, and write the HTML page, JSON and PNG files.
+
+One input costs about two integrated-gradients runs (its own and the sanity check's); the global view over the test
+split costs one run per example, so it runs only when asked for (`--global`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +19,7 @@ from ..artifact import Artifact
 from ..errors import UsageError
 from ..progress import progress_bar
 from . import aggregate, faithfulness
-from .config import ExplainConfig
+from .config import GLOBAL_FROM_BATCH, ExplainConfig
 from .report import ExplainReport
 from .subjects import Item, Subject, make_subject
 
@@ -100,18 +103,8 @@ def explain(artifact: Artifact, config: ExplainConfig, out: str | Path, progress
             model, lambda m: attribute_items(subject.with_model(m), items[:k], targets[:k], quick, baseline)[0],
             scores[:k], config.sanity, config.seed)
     global_view = None
-    if config.global_examples and not getattr(subject, "lm", False):
-        g_items = subject.test_items(seed)[: config.global_examples] if subject.kind == "image" else \
-            subject.test_items(seed, limit=config.global_examples)
-        if g_items:
-            if subject.kind == "image":
-                g_targets = [it.label for it in g_items]
-            else:
-                g_targets = resolve_targets(subject, g_items, ExplainConfig())[0]
-            g_scores, _ = attribute_items(subject, g_items, g_targets, quick, baseline)
-            global_view = (aggregate.image_class_maps(subject, g_items, g_scores, g_targets) if subject.kind == "image"
-                           else aggregate.text_top_words(subject, g_items, g_scores, g_targets, config.top_k))
-
+    if not getattr(subject, "lm", False):
+        global_view = _global_view(subject, items, scores, targets, config, quick, baseline, seed)
     rows = []
     for i, it in enumerate(items):
         row = {"name": it.name, "target": targets[i], "target_label": subject.class_name(targets[i]),
@@ -134,6 +127,29 @@ def explain(artifact: Artifact, config: ExplainConfig, out: str | Path, progress
                            seconds=time.perf_counter() - t0, out=str(out), options=_options(config))
     _write(report, out)
     return report
+
+
+def _global_view(subject: Subject, items, scores, targets, config: ExplainConfig, quick: ExplainConfig, baseline: str,
+                 seed: int) -> dict | None:
+    """Per-class view over `global_examples` test examples when asked for (each costs an attribution run), else over
+    the explained batch itself when it holds GLOBAL_FROM_BATCH inputs or more (free), else none."""
+    if config.global_examples:
+        g_items = subject.test_items(seed)[: config.global_examples] if subject.kind == "image" else \
+            subject.test_items(seed, limit=config.global_examples)
+        if not g_items:
+            return None
+        if subject.kind == "image":
+            g_targets = [it.label for it in g_items]
+        else:
+            g_targets = resolve_targets(subject, g_items, ExplainConfig())[0]
+        g_scores, _ = attribute_items(subject, g_items, g_targets, quick, baseline)
+    elif len(items) >= GLOBAL_FROM_BATCH:
+        g_items, g_scores, g_targets = items, scores, targets
+    else:
+        return None
+    if subject.kind == "image":
+        return aggregate.image_class_maps(subject, g_items, g_scores, g_targets)
+    return aggregate.text_top_words(subject, g_items, g_scores, g_targets, config.top_k)
 
 
 def _options(config: ExplainConfig) -> dict:

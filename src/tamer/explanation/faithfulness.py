@@ -89,17 +89,36 @@ def spearman(a, b) -> float:
 
 
 def _randomize(module: nn.Module, generator: torch.Generator) -> None:
-    for p in module.parameters(recurse=False):
+    """Float parameters are redrawn at their own scale; a quantized layer's integer weight codes (its 2-D integer
+    buffers) are shuffled, which keeps their distribution and destroys what was learned. Written back through
+    load_state_dict so that layers drop what they derived from the old values (packed or dequantized weights)."""
+    state = {}
+    for name, p in module.named_parameters(recurse=False):
+        if p.dim() > 1:
+            state[name] = torch.randn(p.shape, generator=generator) * (p.detach().std() if p.numel() > 1 else 1.0)
+        else:
+            state[name] = torch.randn(p.shape, generator=generator) * max(float(p.detach().std()), 1e-2)
+    for name, b in _code_buffers(module):
+        flat = b.reshape(-1)
+        state[name] = flat[torch.randperm(flat.numel(), generator=generator)].reshape(b.shape)
+    if state:
+        current = module.state_dict()
         with torch.no_grad():
-            if p.dim() > 1:
-                p.copy_(torch.randn(p.shape, generator=generator) * (p.std() if p.numel() > 1 else 1.0))
-            else:
-                p.copy_(torch.randn(p.shape, generator=generator) * max(float(p.std()), 1e-2))
+            module.load_state_dict({**current, **{k: v.to(current[k].dtype) for k, v in state.items()}}, strict=False)
+
+
+def _code_buffers(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Weight codes of a quantized layer: its own saved int8 / uint8 buffers of 2 or more dimensions."""
+    saved = set(module.state_dict(keep_vars=True))
+    return [(n, b) for n, b in module.named_buffers(recurse=False)
+            if n in saved and b.dim() > 1 and b.dtype in (torch.int8, torch.uint8)]
 
 
 def _layer_groups(model: nn.Module, n_groups: int = 6) -> list[list[tuple[str, nn.Module]]]:
-    """Modules holding parameters, from the output back to the input, in at most `n_groups` cascading steps."""
-    leaves = [(n, m) for n, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))][::-1]
+    """Modules holding weights (parameters or quantized codes), from the output back to the input, in at most
+    `n_groups` cascading steps."""
+    leaves = [(n, m) for n, m in model.named_modules()
+              if any(True for _ in m.parameters(recurse=False)) or _code_buffers(m)][::-1]
     chunks = np.array_split(np.arange(len(leaves)), min(n_groups, len(leaves)))
     return [[leaves[i] for i in c] for c in chunks if len(c)]
 
