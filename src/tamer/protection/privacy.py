@@ -1,8 +1,9 @@
 """Differentially private training (DP-SGD through Opacus): noise calibrated so the final epsilon stays in budget.
 
-protection/ does not use training/ (the walls), so this is its own small loop on the Task methods. Opacus's search finds
-the noise multiplier for the planned steps under its RDP accountant; before every epoch the loop asks what epsilon
-that epoch would bring and stops instead of exceeding the target. Per-example clipping is Opacus's ghost clipping
+It runs the one loop (tamer/loop.py) with Opacus' `make_private` as its wrapper, `noise_only_step` as its step for an
+empty Poisson batch and `EpsilonBudget` as a callback. Opacus's search finds the noise multiplier for the planned
+steps under its RDP accountant; before every epoch the callback asks what epsilon that epoch would bring and stops
+instead of exceeding the target. Per-example clipping is Opacus's ghost clipping
 when the task's loss can be taken per example (1.3 s instead of 2.3 s for digits' 200 steps; hooks otherwise).
 The model is the final one (no checkpoint picked by validation), and the artifact it writes is a normal one.
 The noise and the Poisson sampling come from `SecureRandom` (OS entropy through AES-CTR), never from the seed: the

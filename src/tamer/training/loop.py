@@ -1,4 +1,5 @@
-"""The training loop, one process or many (DDP / FSDP2): seeded, validated every epoch, early-stopped, checkpointed."""
+"""The train verb on the one loop (tamer/loop.py), one process or many (DDP / FSDP2): seeded, validated every
+epoch, early-stopped, checkpointed."""
 from __future__ import annotations
 
 import dataclasses
