@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from ..artifact import Artifact
 from ..errors import UsageError
+from ..loop import Callback, Loop, ProgressBar, Where
 from ..progress import progress_bar
 from ..tasks.base import ListDataset, Task
 from .config import CompressConfig
@@ -102,6 +103,23 @@ def hidden_loss(student_h: list[torch.Tensor], teacher_h: list[torch.Tensor], pr
     return total / max(1, len(projections))
 
 
+class BestEpoch(Callback):
+    """Validates at every epoch end, records the loss terms' means, and keeps the weights of the best epoch."""
+
+    def __init__(self, task: Task, val, sums: dict[str, float], steps: int):
+        self.task, self.val, self.sums, self.steps = task, val, sums, steps
+        self.sign = 1.0 if task.higher_is_better else -1.0
+        self.value, self.state, self.history = None, None, []
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        value = self.task.evaluate(loop.model, self.val)[self.task.metric]
+        self.history.append({"epoch": loop.state.epoch, **{k: v / max(1, self.steps) for k, v in self.sums.items()},
+                             f"val_{self.task.metric}": value})
+        self.sums.update(dict.fromkeys(self.sums, 0.0))
+        if self.value is None or self.sign * value > self.sign * self.value:
+            self.value, self.state = value, copy.deepcopy(loop.model.state_dict())
+
+
 def train_student(task: Task, student: nn.Module, teacher: nn.Module | None, arch: str | None, mapping: list[int],
                   train, val, config: CompressConfig, lr: float, progress: bool = False) -> tuple[nn.Module, list[dict]]:
     """AdamW with a cosine schedule for `config.distill_epochs`; keeps the epoch with the best validation metric.
@@ -130,62 +148,59 @@ def train_student(task: Task, student: nn.Module, teacher: nn.Module | None, arc
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm))))
     views = torch.Generator().manual_seed(config.seed + 1)
-    sign = 1.0 if task.higher_is_better else -1.0
-    best_value, best_state, history = None, None, []
+    sums = dict.fromkeys(("loss", "soft", "hard", "hidden"), 0.0)
+
+    def distill_loss(student: nn.Module, batch: dict) -> torch.Tensor:
+        """(1 - alpha) hard + alpha soft + hidden_weight hidden, on the batch and on its augmented view."""
+        if match:
+            s_hooks.start()
+            t_hooks.start()
+        out = task.forward(student, batch)
+        hard = task.loss(out, batch)
+        loss = hard if teacher is None else (1 - config.alpha) * hard
+        if teacher is not None:
+            with torch.no_grad():
+                t_out = task.forward(teacher, batch)
+            soft = soft_loss(task, out, t_out, batch, config.temperature)
+            loss = loss + config.alpha * soft
+            sums["soft"] += soft.item()
+            if match:
+                hid = hidden_loss(s_hooks.take(), t_hooks.take(), projections, mapping, batch.get("attention_mask"))
+                loss = loss + config.hidden_weight * hid
+                sums["hidden"] += hid.item()
+            view = augmented_view(batch, views) if config.distill_augment else None
+            if view is not None:  # the view is matched as the batch is: outputs and hidden states
+                if match:
+                    s_hooks.start()
+                    t_hooks.start()
+                with torch.no_grad():
+                    t_view = task.forward(teacher, view)
+                loss = loss + config.alpha * soft_loss(task, task.forward(student, view), t_view, view,
+                                                       config.temperature)
+                if match:
+                    loss = loss + config.hidden_weight * hidden_loss(
+                        s_hooks.take(), t_hooks.take(), projections, mapping, view.get("attention_mask"))
+        sums["loss"] += loss.item()
+        sums["hard"] += hard.item()
+        return loss
+
+    def seed_dropout(batch: dict, where: Where) -> dict:  # the same with or without a teacher
+        torch.manual_seed(config.seed * 1_000_003 + where.epoch * 10_007 + where.step)
+        return batch
+
+    best = BestEpoch(task, val, sums, len(loader))
     if teacher is not None:
         teacher.eval()
     try:
         with progress_bar(progress) as bar:
             job = bar.add_task("distill" if teacher is not None else "train student", total=total)
-            for epoch in range(1, config.distill_epochs + 1):
-                student.train()
-                sums = {"loss": 0.0, "soft": 0.0, "hard": 0.0, "hidden": 0.0}
-                for step, batch in enumerate(loader):
-                    torch.manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step)  # dropout, same with or without teacher
-                    if match:
-                        s_hooks.start()
-                        t_hooks.start()
-                    out = task.forward(student, batch)
-                    hard = task.loss(out, batch)
-                    loss = hard if teacher is None else (1 - config.alpha) * hard
-                    if teacher is not None:
-                        with torch.no_grad():
-                            t_out = task.forward(teacher, batch)
-                        soft = soft_loss(task, out, t_out, batch, config.temperature)
-                        loss = loss + config.alpha * soft
-                        sums["soft"] += soft.item()
-                        if match:
-                            hid = hidden_loss(s_hooks.take(), t_hooks.take(), projections, mapping, batch.get("attention_mask"))
-                            loss = loss + config.hidden_weight * hid
-                            sums["hidden"] += hid.item()
-                        view = augmented_view(batch, views) if config.distill_augment else None
-                        if view is not None:  # the view is matched as the batch is: outputs and hidden states
-                            if match:
-                                s_hooks.start()
-                                t_hooks.start()
-                            with torch.no_grad():
-                                t_view = task.forward(teacher, view)
-                            loss = loss + config.alpha * soft_loss(task, task.forward(student, view), t_view, view,
-                                                                   config.temperature)
-                            if match:
-                                loss = loss + config.hidden_weight * hidden_loss(
-                                    s_hooks.take(), t_hooks.take(), projections, mapping, view.get("attention_mask"))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(params, 1.0)
-                    opt.step()
-                    schedule.step()
-                    sums["loss"] += loss.item()
-                    sums["hard"] += hard.item()
-                    bar.update(job, advance=1)
-                value = task.evaluate(student, val)[task.metric]
-                history.append({"epoch": epoch, **{k: v / max(1, len(loader)) for k, v in sums.items()},
-                                f"val_{task.metric}": value})
-                if best_value is None or sign * value > sign * best_value:
-                    best_value, best_state = value, copy.deepcopy(student.state_dict())
+            Loop(student, opt, loader, distill_loss, config.distill_epochs, scheduler=schedule,
+                 transforms=[seed_dropout], after_backward=[lambda: nn.utils.clip_grad_norm_(params, 1.0)],
+                 callbacks=[ProgressBar(bar, job), best]).run()
     finally:
         s_hooks.close()
         t_hooks.close()
+    best_state, history = best.state, best.history
     student.load_state_dict(best_state)
     return student.eval(), history
 

@@ -1,4 +1,5 @@
-"""A short fine-tune after pruning (masks kept) or for a distilled student; uses only the Task's loss and data."""
+"""A short fine-tune after pruning (masks kept) or for a distilled student: the one loop, with the masks
+re-applied after every optimizer step."""
 from __future__ import annotations
 
 from typing import Callable
@@ -7,6 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..loop import Loop, ProgressBar, task_loss
 from ..progress import progress_bar
 from ..tasks.base import Task
 
@@ -22,18 +24,14 @@ def finetune(task: Task, model: nn.Module, dataset, epochs: int, lr: float | Non
                         generator=torch.Generator().manual_seed(seed))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     params = dict(model.named_parameters())
-    model.train()
+
+    @torch.no_grad()
+    def keep_masks() -> None:
+        for name, mask in (masks or {}).items():
+            params[name].mul_(mask)
+
     with progress_bar(progress) as bar:
         job = bar.add_task("fine-tune", total=epochs * len(loader))
-        for _ in range(epochs):
-            for batch in loader:
-                loss = loss_fn(model, batch) if loss_fn else task.loss(task.forward(model, batch), batch)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                if masks:
-                    with torch.no_grad():
-                        for name, mask in masks.items():
-                            params[name].mul_(mask)
-                bar.update(job, advance=1)
+        Loop(model, opt, loader, loss_fn or task_loss(task), epochs, after_step=[keep_masks] if masks else (),
+             callbacks=[ProgressBar(bar, job)]).run()
     return model.eval()

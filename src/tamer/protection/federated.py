@@ -28,6 +28,7 @@ from ..artifact import Artifact, save_artifact
 from ..config import check
 from ..config import field as opt
 from ..errors import DataError, UsageError
+from ..loop import Loop, task_loss
 from ..progress import progress_bar
 from ..report import Report, figure_html, table_html
 from ..tasks.base import Task
@@ -76,18 +77,17 @@ def deal(labels: np.ndarray, clients: int, split: str, alpha: float, seed: int) 
 
 
 def local_train(task: Task, model: torch.nn.Module, dataset, config: FederateConfig, seed: int) -> torch.nn.Module:
-    """One client's round: `local_epochs` over its shard, from the global weights."""
+    """One client's round: `local_epochs` over its shard, from the global weights (the one loop)."""
     torch.manual_seed(seed)  # same seed for every client of a round: identical clients stay identical
-    model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = (torch.optim.SGD(params, lr=config.lr, momentum=config.momentum) if config.optimizer == "sgd"
                  else torch.optim.AdamW(params, lr=config.lr))
-    for epoch in range(config.local_epochs):
-        g = torch.Generator().manual_seed(seed * 1000 + epoch)
-        for batch in DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=g, collate_fn=task.collate):
-            optimizer.zero_grad(set_to_none=True)
-            task.loss(task.forward(model, batch), batch).backward()
-            optimizer.step()
+
+    def shard(epoch: int, first: int):
+        g = torch.Generator().manual_seed(seed * 1000 + epoch - 1)
+        return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=g, collate_fn=task.collate)
+
+    Loop(model, optimizer, shard, task_loss(task), config.local_epochs).run()
     return model
 
 

@@ -1,8 +1,9 @@
 """Differentially private training (DP-SGD through Opacus): noise calibrated so the final epsilon stays in budget.
 
-protection/ does not use training/ (the walls), so this is its own small loop on the Task methods. Opacus's search finds
-the noise multiplier for the planned steps under its RDP accountant; before every epoch the loop asks what epsilon
-that epoch would bring and stops instead of exceeding the target. Per-example clipping is Opacus's ghost clipping
+It runs the one loop (tamer/loop.py) with Opacus' `make_private` as its wrapper, `noise_only_step` as its step for an
+empty Poisson batch and `EpsilonBudget` as a callback. Opacus's search finds the noise multiplier for the planned
+steps under its RDP accountant; before every epoch the callback asks what epsilon that epoch would bring and stops
+instead of exceeding the target. Per-example clipping is Opacus's ghost clipping
 when the task's loss can be taken per example (1.3 s instead of 2.3 s for digits' 200 steps; hooks otherwise).
 The model is the final one (no checkpoint picked by validation), and the artifact it writes is a normal one.
 The noise and the Poisson sampling come from `SecureRandom` (OS entropy through AES-CTR), never from the seed: the
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from ..artifact import Artifact, save_artifact
 from ..errors import DataError, UsageError
+from ..loop import Callback, Loop, ProgressBar
 from ..progress import progress_bar
 from ..report import Report, table_html
 from ..tasks.base import Task
@@ -214,6 +216,28 @@ def noise_only_step(optimizer, params: list[torch.Tensor], mode: str) -> None:
     optimizer.step()
 
 
+class EpsilonBudget(Callback):
+    """Stops before an epoch that would spend more than the target epsilon; records each epoch's validation and spend."""
+
+    def __init__(self, spent_after, target: float, steps_per_epoch: int, task: Task, val, opts: dict[str, Any]):
+        self.spent_after, self.target, self.steps_per_epoch = spent_after, target, steps_per_epoch
+        self.task, self.val, self.opts, self.t0 = task, val, opts, 0.0
+
+    def before_epoch(self, loop: Loop) -> None:
+        s = loop.state
+        if self.spent_after(s.global_step + self.steps_per_epoch) > self.target + 1e-9:
+            s.stop = f"stopped before epoch {s.epoch}: it would have spent more than epsilon {self.target}"
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        s, task = loop.state, self.task
+        loop.optimizer.zero_grad(set_to_none=True)
+        val = task.evaluate(loop.model._module, self.val, self.opts["eval_batch_size"])
+        s.history.append({"epoch": s.epoch, "train_loss": s.loss_sum / max(s.count, 1), "val_loss": val["loss"],
+                          f"val_{task.metric}": val[task.metric], "lr": self.opts["lr"],
+                          "epsilon": self.spent_after(s.global_step), "seconds": round(time.perf_counter() - self.t0, 3)})
+
+
 def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, out: str | Path,
                   show_progress: bool = True) -> Artifact:
     """Train `task`'s model with DP-SGD within (epsilon, delta) and write an artifact recording the spend."""
@@ -245,38 +269,29 @@ def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, o
     steps_per_epoch = len(loader)
     q = 1.0 / steps_per_epoch
     sigma = noise_for(privacy.epsilon, privacy.delta, q, steps_per_epoch * opts["epochs"])
-    engine, model, optimizer, loader, criterion, mode = make_private(model, optimizer, loader, task, sigma,
-                                                                     privacy.max_grad_norm)
+    opacus: dict[str, Any] = {}
+
+    def wrap(model, optimizer, loader):  # Opacus' make_private: per-example clipping, secure sampling and noise
+        opacus["engine"], model, optimizer, loader, opacus["criterion"], opacus["mode"] = make_private(
+            model, optimizer, loader, task, sigma, privacy.max_grad_norm)
+        # a Poisson batch that drew no example comes as None: the loop runs `empty_step` for it
+        return model, optimizer, lambda epoch, first: (batch if isinstance(batch, dict) and len(batch["labels"])
+                                                       else None for batch in loader)
+
     spent_after = epsilon_after(sigma, q, privacy.delta)
-    history, started, stopped = [], time.perf_counter(), ""
-    steps = 0
+    started = time.perf_counter()
+    budget = EpsilonBudget(spent_after, privacy.epsilon, steps_per_epoch, task, splits.val, opts)
+    loop = Loop(model, optimizer, loader, lambda m, batch: opacus["criterion"](task.forward(m, batch), batch),
+                opts["epochs"], wrappers=[wrap], callbacks=[budget])
+    loop.prepare()
+    engine, model, optimizer, mode = opacus["engine"], loop.model, loop.optimizer, opacus["mode"]
+    loop.empty_step = lambda: noise_only_step(optimizer, params, mode)
     with progress_bar(show_progress) as bar, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Opacus's full-backward-hook notice on every step
         job = bar.add_task("train --private", total=steps_per_epoch * opts["epochs"])
-        for epoch in range(1, opts["epochs"] + 1):
-            if spent_after(steps + steps_per_epoch) > privacy.epsilon + 1e-9:
-                stopped = f"stopped before epoch {epoch}: it would have spent more than epsilon {privacy.epsilon}"
-                break
-            model.train()
-            loss_sum, count, t0 = 0.0, 0, time.perf_counter()
-            for batch in loader:
-                optimizer.zero_grad(set_to_none=True)
-                if not isinstance(batch, dict) or len(batch["labels"]) == 0:  # Poisson sampling drew no example
-                    noise_only_step(optimizer, params, mode)
-                    steps += 1
-                    continue
-                loss = criterion(task.forward(model, batch), batch)
-                loss.backward()
-                optimizer.step()
-                steps += 1
-                loss_sum += loss.item() * len(batch["labels"])
-                count += len(batch["labels"])
-                bar.update(job, advance=1, description=f"epoch {epoch} loss {loss_sum / max(count, 1):.4f}")
-            optimizer.zero_grad(set_to_none=True)
-            val = task.evaluate(model._module, splits.val, opts["eval_batch_size"])
-            history.append({"epoch": epoch, "train_loss": loss_sum / max(count, 1), "val_loss": val["loss"],
-                            f"val_{task.metric}": val[task.metric], "lr": opts["lr"],
-                            "epsilon": spent_after(steps), "seconds": round(time.perf_counter() - t0, 3)})
+        loop.callbacks = [budget, ProgressBar(bar, job, lambda s: f"epoch {s.epoch} loss {s.pending_loss / max(s.pending_count, 1):.4f}")]
+        state = loop.run()
+    history, stopped, steps = state.history, state.stop, state.global_step
     seconds = time.perf_counter() - started
     final = model._module.eval()
     test = task.evaluate(final, splits.test, opts["eval_batch_size"])

@@ -1,4 +1,4 @@
-"""Training: the loop, checkpoints and evaluation."""
+"""Training: the train verb on the one loop (tamer/loop.py), DDP / FSDP2 wrapping, checkpoints and evaluation."""
 from .config import TrainConfig
 from .evaluate import evaluate
 from .loop import fit, train

@@ -1,4 +1,5 @@
-"""The training loop, one process or many (DDP / FSDP2): seeded, validated every epoch, early-stopped, checkpointed."""
+"""The train verb on the one loop (tamer/loop.py), one process or many (DDP / FSDP2): seeded, validated every
+epoch, early-stopped, checkpointed."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from ..artifact import Artifact, save_artifact
 from ..errors import DataError, UsageError
+from ..loop import Callback, Loop, Piece, ProgressBar, Where, task_loss
 from ..tasks.base import Splits, Task
 from .augment import augmenter_for
 from .checkpoint import clear, load_checkpoint, save_checkpoint
@@ -128,6 +130,51 @@ class Fitted:
     replica_spread: float = 0.0  # DDP: largest difference of a weight checksum between ranks (0 = identical)
 
 
+class BestEpoch(Callback):
+    """Validation, the best epoch's weights, early stopping (--patience) and checkpoints (every
+    --checkpoint-every steps and at every epoch end), on every rank alike."""
+
+    def __init__(self, task: Task, config: TrainConfig, world: World, eval_model: nn.Module, val, checkpoint_dir,
+                 steps_per_epoch: int):
+        self.task, self.config, self.world, self.eval_model, self.val = task, config, world, eval_model, val
+        self.checkpoint_dir, self.steps_per_epoch = checkpoint_dir, steps_per_epoch
+        self.sign = 1.0 if task.higher_is_better else -1.0
+        self.spread, self.epoch_seconds, self.t0 = 0.0, [], 0.0
+
+    def checkpoint(self, loop: Loop, saved: dict[str, Any]) -> None:
+        if self.checkpoint_dir is not None:
+            save_checkpoint(self.checkpoint_dir, loop.state.global_step, loop.model, loop.optimizer, loop.scheduler,
+                            self.world, **{**saved, "best_state": saved["best_state"] if self.world.main else None})
+
+    def before_epoch(self, loop: Loop) -> None:
+        if self.config.patience and loop.state.waited >= self.config.patience:
+            loop.state.stop = f"no better validation {self.task.metric} for {self.config.patience} epochs"
+        self.t0 = time.perf_counter()
+
+    def on_step_end(self, loop: Loop) -> None:
+        s, every = loop.state, self.config.checkpoint_every
+        if every and s.global_step % every == 0 and s.step < self.steps_per_epoch:
+            loop.settle()
+            self.checkpoint(loop, s.saved())
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        s, task, world = loop.state, self.task, self.world
+        val = task.evaluate(self.eval_model, self.val, self.config.eval_batch_size)
+        s.history.append({"epoch": s.epoch, "train_loss": s.loss_sum / max(s.count, 1), "val_loss": val["loss"],
+                          f"val_{task.metric}": val[task.metric], "lr": loop.scheduler.get_last_lr()[0]})
+        self.epoch_seconds.append(round(time.perf_counter() - self.t0, 3))
+        improved = s.best_value is None or self.sign * val[task.metric] > self.sign * s.best_value
+        if sum_all(world, float(improved))[0] > 0:  # every rank takes the same branch (a collective follows)
+            s.best_value, s.best_epoch, s.best_state, s.waited = val[task.metric], s.epoch, full_state(loop.model, world), 0
+        else:
+            s.waited += 1
+        if world.distributed and self.config.strategy == "ddp":
+            self.spread = max(self.spread, replica_spread(plain(loop.model), world))
+        self.checkpoint(loop, s.next_epoch())
+        if self.config.patience and s.waited >= self.config.patience:
+            s.stop = f"no better validation {task.metric} for {self.config.patience} epochs"
+
+
 def fit(task: Task, splits: Splits, config: TrainConfig, checkpoint_dir: Path | None = None,
         show_progress: bool = True, world: World | None = None) -> Fitted:
     """Train `task`'s model on `splits.train` (on every rank of `world`), choosing the epoch with the best
@@ -146,104 +193,71 @@ def fit(task: Task, splits: Splits, config: TrainConfig, checkpoint_dir: Path | 
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     seed_everything(config.seed)
-    model = wrap(task.build_model(task.model_config()), config.strategy, world)
-    eval_model = plain(model) if config.strategy == "ddp" else model
-    optimizer = make_optimizer(model, config)
     steps_per_epoch = len(global_batches(len(splits.train), config.batch_size, config.seed, 1, parts))
-    scheduler = make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
-    loop = {"epoch": 1, "step": 0, "loss_sum": 0.0, "count": 0.0, "history": [], "best_value": None,
-            "best_epoch": 0, "best_state": None, "waited": 0, "seen": 0.0, "global_step": 0}
+
+    def pieces(epoch: int, first: int):
+        """Each step's global batch, cut into this rank's slice and that into `accumulate` micro-batches."""
+        batches = global_batches(len(splits.train), config.batch_size, config.seed, epoch, parts)
+        for indices in batches[first:]:
+            lo, hi = cut(len(indices), world.size, world.rank)
+            step = []
+            for micro in range(config.accumulate):
+                m_lo, m_hi = cut(hi - lo, config.accumulate, micro)
+                # mean over the global batch once DDP / FSDP average the gradients over ranks
+                step.append(Piece(task.collate([splits.train[i] for i in indices[lo + m_lo: lo + m_hi]]),
+                                  weight=(m_hi - m_lo) * world.size / len(indices), offset=lo + m_lo,
+                                  total=len(indices), micro=micro, last=micro == config.accumulate - 1))
+            yield step
+
+    transforms = []
+    if augment is not None:
+        transforms.append(lambda batch, at: augment(batch, step_seed(config.seed, at.epoch, at.step),
+                                                    at.piece.offset, at.piece.total))
+    transforms.append(lambda batch, at: {k: v.to(world.device) for k, v in batch.items()})
+
+    def seed_dropout(batch: dict, at: Where) -> dict:
+        seed_device(step_seed(config.seed, at.epoch, at.step, world.rank, at.piece.micro), world.device)
+        return batch
+
+    transforms.append(seed_dropout)
+    loop = Loop(task.build_model(task.model_config()), lambda model: make_optimizer(model, config), pieces,
+                task_loss(task), config.epochs, wrappers=[lambda m, o, d: (wrap(m, config.strategy, world), o, d)],
+                transforms=transforms, reduce=lambda *values: sum_all(world, *values)).prepare()
+    model, optimizer = loop.model, loop.optimizer
+    loop.sync = lambda last: gradient_sync(model, last)
+    if config.l1:
+        loop.after_backward = [*loop.after_backward, lambda: add_l1_gradient(model, config.l1)]
+    if config.grad_clip:
+        loop.after_backward = [*loop.after_backward, lambda: nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)]
+    loop.scheduler = make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
     resuming = config.resume or world.restart > 0
-    state = load_checkpoint(checkpoint_dir, model, optimizer, scheduler, world) if resuming and checkpoint_dir else None
+    state = (load_checkpoint(checkpoint_dir, model, optimizer, loop.scheduler, world)
+             if resuming and checkpoint_dir else None)
     if config.resume and state is None and world.restart == 0:
         raise UsageError(f"--resume found no checkpoint in {str(checkpoint_dir)!r}; run without --resume first.")
     if state is not None:
-        loop.update({k: v for k, v in state.items() if k in loop})
+        loop.state.restore(state)
     elif checkpoint_dir is not None:
         clear(checkpoint_dir, world)
-
-    pending = [0.0, 0.0]  # this rank's loss total and example count not yet summed over ranks
-
-    def settle() -> None:
-        """Sum the running loss over ranks (once per checkpoint or epoch, not per step)."""
-        total, count = sum_all(world, *pending)
-        loop["loss_sum"] += total
-        loop["count"] += count
-        pending[:] = [0.0, 0.0]
-
-    def checkpoint() -> None:
-        settle()
-        if checkpoint_dir is not None:
-            save_checkpoint(checkpoint_dir, loop["global_step"], model, optimizer, scheduler, world,
-                            **{**loop, "best_state": loop["best_state"] if world.main else None})
-
-    sign = 1.0 if task.higher_is_better else -1.0
-    started, spread = time.perf_counter(), 0.0
-    epoch_seconds: list[float] = []
+    s = loop.state
+    best = BestEpoch(task, config, world, plain(model) if config.strategy == "ddp" else model, splits.val, checkpoint_dir,
+                     steps_per_epoch)
+    started = time.perf_counter()
     with progress_bar(show_progress and world.main) as bar:
-        job = bar.add_task("train", total=steps_per_epoch * (config.epochs - loop["epoch"] + 1) - loop["step"])
-        while loop["epoch"] <= config.epochs and not (config.patience and loop["waited"] >= config.patience):
-            epoch = loop["epoch"]
-            model.train()
-            t0 = time.perf_counter()
-            batches = global_batches(len(splits.train), config.batch_size, config.seed, epoch, parts)
-            for step in range(loop["step"], len(batches)):
-                indices = batches[step]
-                lo, hi = cut(len(indices), world.size, world.rank)
-                optimizer.zero_grad(set_to_none=True)
-                loss_sum = 0.0
-                for micro in range(config.accumulate):
-                    m_lo, m_hi = cut(hi - lo, config.accumulate, micro)
-                    batch = task.collate([splits.train[i] for i in indices[lo + m_lo: lo + m_hi]])
-                    if augment is not None:
-                        batch = augment(batch, step_seed(config.seed, epoch, step), lo + m_lo, len(indices))
-                    batch = {k: v.to(world.device) for k, v in batch.items()}
-                    seed_device(step_seed(config.seed, epoch, step, world.rank, micro), world.device)  # dropout
-                    with gradient_sync(model, micro == config.accumulate - 1):
-                        loss = task.loss(task.forward(model, batch), batch)
-                        n = m_hi - m_lo
-                        # mean over the global batch once DDP / FSDP average the gradients over ranks
-                        (loss * (n * world.size / len(indices))).backward()
-                    loss_sum += loss.item() * n
-                if config.l1:
-                    add_l1_gradient(model, config.l1)
-                if config.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                pending[0] += loss_sum
-                pending[1] += hi - lo
-                loop["step"], loop["global_step"] = step + 1, loop["global_step"] + 1
-                bar.update(job, advance=1, description=f"epoch {epoch}/{config.epochs} loss {pending[0] / max(pending[1], 1):.4f}")
-                if config.checkpoint_every and loop["global_step"] % config.checkpoint_every == 0 and step + 1 < len(batches):
-                    checkpoint()
-            settle()
-            loop["seen"] += loop["count"]
-            val = task.evaluate(eval_model, splits.val, config.eval_batch_size)
-            row = {"epoch": epoch, "train_loss": loop["loss_sum"] / max(loop["count"], 1), "val_loss": val["loss"],
-                   f"val_{task.metric}": val[task.metric], "lr": scheduler.get_last_lr()[0]}
-            epoch_seconds.append(round(time.perf_counter() - t0, 3))
-            loop["history"].append(row)
-            improved = loop["best_value"] is None or sign * val[task.metric] > sign * loop["best_value"]
-            if sum_all(world, float(improved))[0] > 0:  # every rank takes the same branch (a collective follows)
-                loop.update(best_value=val[task.metric], best_epoch=epoch, best_state=full_state(model, world), waited=0)
-            else:
-                loop["waited"] += 1
-            if world.distributed and config.strategy == "ddp":
-                spread = max(spread, replica_spread(plain(model), world))
-            loop.update(step=0, loss_sum=0.0, count=0.0, epoch=epoch + 1)
-            checkpoint()
-            if config.patience and loop["waited"] >= config.patience:
-                break
+        job = bar.add_task("train", total=steps_per_epoch * (config.epochs - s.epoch + 1) - s.step)
+        loop.callbacks = [best, ProgressBar(bar, job, lambda s: f"epoch {s.epoch}/{config.epochs} loss "
+                                                               f"{s.pending_loss / max(s.pending_count, 1):.4f}")]
+        loop.run()
+    spread, epoch_seconds = best.spread, best.epoch_seconds
     seconds = time.perf_counter() - started
-    stopped_early = len(loop["history"]) < config.epochs
+    stopped_early = len(s.history) < config.epochs
     final = None
     if world.main:
         final = task.build_model(task.model_config())
-        final.load_state_dict(loop["best_state"])
+        final.load_state_dict(s.best_state)
         final.eval()
-    return Fitted(final, loop["history"], loop["best_epoch"], stopped_early, seconds,
-                  loop["seen"] / max(seconds, 1e-9), epoch_seconds, world.size, spread)
+    return Fitted(final, s.history, s.best_epoch, stopped_early, seconds, s.seen / max(seconds, 1e-9), epoch_seconds,
+                  world.size, spread)
 
 
 def train(task: Task, config: TrainConfig, out: str | Path, show_progress: bool = True) -> Artifact | None:
