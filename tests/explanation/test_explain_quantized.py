@@ -30,7 +30,7 @@ def _on_int8_gemm(model, backend):
 def test_explain_through_the_int8_gemm_agrees_with_the_dequantized_model(explain_digits, tmp_path, monkeypatch, backend):
     if backend not in BACKENDS:
         pytest.skip(f"this torch build has no {backend} int8 GEMM")
-    child, _ = tamer.compress(explain_digits, quantize="int8", out=tmp_path / "q", progress=False)
+    child = tamer.compress(explain_digits, quantize="int8", out=tmp_path / "q", progress=False)
     reference = tamer.explain(child, index=(0, 1, 2), out=tmp_path / "ref", progress=False)  # weight-only: fp32 math
     load = Artifact.load_model
 
