@@ -28,7 +28,7 @@ from ..loop import Callback, Loop, ProgressBar, Where
 from ..progress import progress_bar
 from ..tasks.base import ListDataset, Task
 from .config import CompressConfig
-from .student import _blocks, _sizes, build_student, count_parameters
+from .student import layer_blocks, block_sizes, build_student, count_parameters
 
 class _BlockOutputs:
     """Collects each block's output hidden states during a forward pass (forward hooks, removed by `close`)."""
@@ -127,12 +127,12 @@ def train_student(task: Task, student: nn.Module, teacher: nn.Module | None, arc
     With `teacher=None` the student trains alone on the task loss, with the same init, data order and dropout
     seeds: the baseline that distillation has to beat."""
     defaults = task.train_defaults()
-    s_blocks, t_blocks = _blocks(student, arch or ""), _blocks(teacher, arch or "") if teacher is not None else None
+    s_blocks, t_blocks = layer_blocks(student, arch or ""), layer_blocks(teacher, arch or "") if teacher is not None else None
     match = teacher is not None and config.hidden_weight > 0 and s_blocks is not None and t_blocks is not None
     torch.manual_seed(config.seed)
     projections = nn.ModuleList()
     if match:
-        s_width, t_width = _sizes(student, arch)[0], _sizes(teacher, arch)[0]
+        s_width, t_width = block_sizes(student, arch)[0], block_sizes(teacher, arch)[0]
         projections.extend(nn.Linear(s_width, t_width, bias=False) for _ in mapping)
     loader = DataLoader(train, batch_size=defaults["batch_size"], shuffle=True, collate_fn=task.collate,
                         generator=torch.Generator().manual_seed(config.seed))
@@ -228,13 +228,13 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
     """Teacher artifact -> distilled student artifact (fp32) and its StepResult."""
     from .measure import calibration_batches, compare_latency, headline, latency_batch, output_agreement
     from .report import StepResult
-    from .verb import _file_bytes, _seed, _write
+    from .verb import weights_bytes, compress_seed, write_child
 
     if parent.manifest.get("format", "fp32") != "fp32":
         raise UsageError(f"artifact {str(parent.path)!r} is {parent.manifest['format']}; distill from its fp32 parent, then quantize.")
     task, teacher = parent.load_model()
     teacher_config = parent.manifest["model_config"]
-    splits = task.prepare(_seed(parent))
+    splits = task.prepare(compress_seed(parent))
     student, s_config, mapping, init = build_student(task, teacher, teacher_config, config.distill_into, config.seed,
                                                      batches=calibration_batches(task, splits.train, 256, config.seed),
                                                      train=splits.train)
@@ -253,7 +253,7 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
         info["vocabulary"] = {**vocabulary_coverage(splits.test, reading, unk, s_config["encoder"]["vocab_size"],
                                                     s_config["token_map_size"]),
                               "teacher_metric_trimmed": headline(task, task.evaluate(teacher, reading))}
-    child = _write(out, parent, task, student, s_config, config, "distill", "fp32", metrics, extra={"distillation": info})
+    child = write_child(out, parent, task, student, s_config, config, "distill", "fp32", metrics, extra={"distillation": info})
     p_metric, c_metric = headline(task, parent_metrics), headline(task, metrics)
     extra = {"teacher_params": t_params, "student_params": s_params, "param_ratio": s_params / t_params}
     if p_metric and c_metric is not None and task.higher_is_better:
@@ -266,7 +266,7 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
                    f"fall outside (were {v['test_tokens_unknown_before']:.1%}); the teacher reading the same [UNK]s "
                    f"scores {v['teacher_metric_trimmed']:.4g}")
     return child, StepResult(step="distill", artifact=str(child.path), id=child.id, detail=detail,
-                             parent_bytes=_file_bytes(parent), child_bytes=_file_bytes(child), metric=task.metric,
+                             parent_bytes=weights_bytes(parent), child_bytes=weights_bytes(child), metric=task.metric,
                              parent_metric=p_metric, child_metric=c_metric,
                              latency_ms={f"batch{n}": v for n, v in lat.items()},
                              agreement=output_agreement(task, teacher, student, calibration_batches(task, splits.test, 64, 0)),

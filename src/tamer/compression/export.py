@@ -132,7 +132,7 @@ def test_parity(task, model: nn.Module, onnx_model: nn.Module, dataset, batch_si
 def export_step(parent: Artifact, config: CompressConfig, out: Path, progress: bool):
     from .measure import calibration_batches, headline, latency_batch
     from .report import StepResult
-    from .verb import _file_bytes, _write
+    from .verb import weights_bytes, write_child
 
     fmt = parent.manifest.get("format", "fp32")
     if fmt not in ("fp32", "int8"):
@@ -175,7 +175,7 @@ def export_step(parent: Artifact, config: CompressConfig, out: Path, progress: b
                           "test_parity": parity}}
         if "quantization" in parent.manifest:
             extra["quantization"] = parent.manifest["quantization"]
-        child = _write(out, parent, task, model, parent.manifest["model_config"], config, "export", fmt,
+        child = write_child(out, parent, task, model, parent.manifest["model_config"], config, "export", fmt,
                        onnx_metrics, extra=extra, files=lambda folder: shutil.copy(onnx_path, folder / ONNX_FILE),
                        run={"latency_ms": lat})
     finally:
@@ -184,7 +184,7 @@ def export_step(parent: Artifact, config: CompressConfig, out: Path, progress: b
         shutil.rmtree(tmp, ignore_errors=True)
     return child, StepResult(step="export", artifact=str(child.path), id=child.id,
                              detail=f"onnx ({extra['onnx']['runtime']}); latency: PyTorch -> ONNX Runtime",
-                             parent_bytes=_file_bytes(parent), child_bytes=info["onnx_bytes"], metric=task.metric,
+                             parent_bytes=weights_bytes(parent), child_bytes=info["onnx_bytes"], metric=task.metric,
                              parent_metric=headline(task, eager_metrics), child_metric=headline(task, onnx_metrics),
                              latency_ms=lat, agreement=cosine,
                              extra={"onnx_max_abs_diff": max_diff, "onnx_cosine": cosine,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .config import CompressConfig
-from .quantize import _is_conv1d, linear_weight, quantizable
+from .quantize import is_conv1d, linear_weight, quantizable
 from .qmath import Quantized, qrange, quantize
 
 
@@ -79,7 +79,7 @@ def gptq_quantize_weight(w: torch.Tensor, h: torch.Tensor, bits: int, scheme: st
 
 def gptq_weights(model: nn.Module, task, batches, config: CompressConfig) -> dict[str, Quantized]:
     """name -> GPTQ codes for every linear layer (embeddings and convolutions stay round-to-nearest)."""
-    names = [n for n, m in quantizable(model, False).items() if isinstance(m, nn.Linear) or _is_conv1d(m)]
+    names = [n for n, m in quantizable(model, False).items() if isinstance(m, nn.Linear) or is_conv1d(m)]
     hessians = _hessians(model, names, task, batches)
     gran = config.resolved_granularity
     out = {}

@@ -109,7 +109,7 @@ def structured_prune(model: nn.Module, model_config: dict, fraction: float) -> t
 @torch.no_grad()
 def _prune_heads(task, model: nn.Module, model_config: dict, fraction: float, batches: list[dict]) -> tuple[nn.Module, dict, dict]:
     """Remove `fraction` of the attention heads of every block (the same count in each): a BERT encoder or GPT-2."""
-    from .student import TRANSFORMERS, _blocks, teacher_importance
+    from .student import TRANSFORMERS, layer_blocks, teacher_importance
 
     arch = model_config.get("arch")
     info = TRANSFORMERS.get(arch or "")
@@ -123,7 +123,7 @@ def _prune_heads(task, model: nn.Module, model_config: dict, fraction: float, ba
     keep_n = max(1, int(round(heads * (1 - fraction))))
     score = teacher_importance(model, arch, task, batches)["att"]
     keep = []
-    for j in range(len(_blocks(model, arch))):
+    for j in range(len(layer_blocks(model, arch))):
         top = score[j].reshape(heads, head_dim).sum(1).argsort(descending=True)[:keep_n].sort().values
         keep.append((top[:, None] * head_dim + torch.arange(head_dim)).flatten())
     width = heads * head_dim
@@ -174,12 +174,12 @@ def prune_step(parent: Artifact, config: CompressConfig, out: Path, progress: bo
     from .finetune import finetune
     from .measure import compare_latency, headline, latency_batch, output_agreement, calibration_batches
     from .report import StepResult
-    from .verb import _file_bytes, _seed, _write
+    from .verb import weights_bytes, compress_seed, write_child
 
     if parent.manifest.get("format", "fp32") != "fp32":
         raise UsageError(f"artifact {str(parent.path)!r} is {parent.manifest['format']}; prune its fp32 parent, then quantize.")
     task, fp32 = parent.load_model()
-    splits = task.prepare(_seed(parent))
+    splits = task.prepare(compress_seed(parent))
     model = copy.deepcopy(fp32)
     model_config = parent.manifest["model_config"]
     masks, info = None, {}
@@ -204,14 +204,14 @@ def prune_step(parent: Artifact, config: CompressConfig, out: Path, progress: bo
         model = finetune(task, model, splits.train, config.finetune_epochs, config.lr, config.seed, masks, progress)
     parent_metrics, metrics = task.evaluate(fp32, splits.test), task.evaluate(model, splits.test)
     lat = {n: compare_latency(task, {"parent": fp32, "child": model}, latency_batch(task, splits.test, n)) for n in (1, 32)}
-    child = _write(out, parent, task, model, model_config, config, "prune", "fp32", metrics,
+    child = write_child(out, parent, task, model, model_config, config, "prune", "fp32", metrics,
                    extra={"pruning": {"kind": config.prune_kind, "fraction": config.prune, **info}})
     if before_ft is not None:
         info["metric_before_finetune"] = before_ft
     units = f" {config.prune_units}" if config.prune_kind == "structured" else ""
     detail = f"{config.prune_kind}{units} {config.prune:g}" + (f", fine-tune {config.finetune_epochs} epoch(s)" if config.finetune_epochs else "")
     return child, StepResult(step="prune", artifact=str(child.path), id=child.id, detail=detail,
-                             parent_bytes=_file_bytes(parent), child_bytes=_file_bytes(child), metric=task.metric,
+                             parent_bytes=weights_bytes(parent), child_bytes=weights_bytes(child), metric=task.metric,
                              parent_metric=headline(task, parent_metrics), child_metric=headline(task, metrics),
                              latency_ms={f"batch{n}": v for n, v in lat.items()},
                              agreement=output_agreement(task, fp32, model, calibration_batches(task, splits.test, 64, 0)),

@@ -24,19 +24,19 @@ from .layers import BACKEND, BACKENDS, Int8DynamicLinear, QuantEmbedding, Weight
 from .qmath import Quantized, pack_int4, quantize
 
 
-def _is_conv1d(m: nn.Module) -> bool:  # GPT-2's Conv1D: a linear layer with its weight stored [in, out]
+def is_conv1d(m: nn.Module) -> bool:  # GPT-2's Conv1D: a linear layer with its weight stored [in, out]
     return type(m).__name__ == "Conv1D" and hasattr(m, "nf")
 
 
 def linear_weight(m: nn.Module) -> torch.Tensor:
-    return m.weight.detach().t() if _is_conv1d(m) else m.weight.detach()
+    return m.weight.detach().t() if is_conv1d(m) else m.weight.detach()
 
 
 def quantizable(model: nn.Module, embeddings: bool = True) -> dict[str, nn.Module]:
     """Name -> layer for every Linear / Conv1D / Conv2d (and Embedding when asked) in `model`."""
     out = {}
     for name, m in model.named_modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)) or _is_conv1d(m) or (embeddings and isinstance(m, nn.Embedding)):
+        if isinstance(m, (nn.Linear, nn.Conv2d)) or is_conv1d(m) or (embeddings and isinstance(m, nn.Embedding)):
             out[name] = m
     return out
 
@@ -51,7 +51,7 @@ def check_shapes(layers: dict[str, nn.Module], config: CompressConfig) -> None:
     for name, m in layers.items():
         if isinstance(m, nn.Conv2d):
             continue  # convolutions are always per output channel
-        cols = m.weight.shape[1] if not _is_conv1d(m) else m.weight.shape[0]
+        cols = m.weight.shape[1] if not is_conv1d(m) else m.weight.shape[0]
         if config.resolved_granularity == "group" and cols % config.group_size:
             raise UsageError(f"--group-size {config.group_size} does not divide the input width {cols} of layer {name!r}; "
                              f"use a group size that divides it ({', '.join(str(g) for g in (32, 64, 128) if cols % g == 0) or 'none fits: use --granularity channel'}).")

@@ -154,7 +154,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # tied tables are counted once
 
 
-def _blocks(model: nn.Module, arch: str) -> nn.ModuleList | None:
+def layer_blocks(model: nn.Module, arch: str) -> nn.ModuleList | None:
     if arch == "EncoderClassifier":
         return model.encoder.encoder.layer
     if arch == "CausalLM":
@@ -162,7 +162,7 @@ def _blocks(model: nn.Module, arch: str) -> nn.ModuleList | None:
     return None
 
 
-def _sizes(model: nn.Module, arch: str) -> tuple[int, int]:
+def block_sizes(model: nn.Module, arch: str) -> tuple[int, int]:
     """(hidden width, attention heads) of a transformer model."""
     if arch == "EncoderClassifier":
         c = model.encoder.config
@@ -178,8 +178,8 @@ def teacher_importance(teacher: nn.Module, arch: str, task: Task | None = None, 
     output; attention / MLP: the input of the block's output projection, times that projection's column norm);
     without, from the weights alone (LayerNorm |gain|, column norms, and ||w_in|| * ||w_out|| for neurons)."""
     info = TRANSFORMERS[arch]
-    width, _ = _sizes(teacher, arch)
-    blocks = _blocks(teacher, arch)
+    width, _ = block_sizes(teacher, arch)
+    blocks = layer_blocks(teacher, arch)
     norms = [m for m in teacher.modules() if isinstance(m, nn.LayerNorm) and tuple(m.normalized_shape) == (width,)]
     state = teacher.state_dict()
     prefix = info["blocks"]
@@ -245,7 +245,7 @@ def init_from_teacher(student: nn.Module, teacher: nn.Module, arch: str | None, 
     counts = {"copied": 0, "sliced": 0, "fresh": 0}
     keep: dict[Any, torch.Tensor] = {} if vocab is None else {"vocab": vocab}
     if info:
-        (t_width, t_heads), (s_width, s_heads) = _sizes(teacher, arch), _sizes(student, arch)
+        (t_width, t_heads), (s_width, s_heads) = block_sizes(teacher, arch), block_sizes(student, arch)
         score = teacher_importance(teacher, arch, task, batches)
         keep["ch"] = _top(score["ch"], s_width)
         t_dh, s_dh = t_width // t_heads, s_width // s_heads

@@ -15,7 +15,7 @@ from .measure import (calibration_batches, compare_latency, headline, latency_ba
 from .report import CompressReport, StepResult
 
 
-def _seed(artifact: Artifact) -> int:
+def compress_seed(artifact: Artifact) -> int:
     """The seed of the data split the parent was trained and measured on; every step measures on the same split."""
     return artifact.split_seed
 
@@ -24,7 +24,7 @@ def _options(config: CompressConfig) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(config).items()}
 
 
-def _write(out: Path, parent: Artifact, task, model, model_config, config, step: str, fmt: str,
+def write_child(out: Path, parent: Artifact, task, model, model_config, config, step: str, fmt: str,
            metrics: dict, extra: dict | None = None, files=None, run: dict | None = None) -> Artifact:
     """Save one step's child: `metrics` are its test-split metrics (kept as `metrics.test`), `options` record the
     compress seed and the parent's split seed; `run` (timings, outside the id) is per-run."""
@@ -34,7 +34,7 @@ def _write(out: Path, parent: Artifact, task, model, model_config, config, step:
             files(folder)
 
     return save_artifact(out, model.state_dict(), task=task.to_manifest(), model_config=model_config, verb="compress",
-                         options={**_options(config), "step": step, "split_seed": _seed(parent)},
+                         options={**_options(config), "step": step, "split_seed": compress_seed(parent)},
                          metrics={"test": metrics}, parents=[parent.id], fmt=fmt,
                          extra={**(extra or {}), **({"run": run} if run else {})}, write_files=write_files)
 
@@ -46,7 +46,7 @@ def _quantize(parent: Artifact, config: CompressConfig, out: Path, progress: boo
     if parent.manifest.get("format", "fp32") != "fp32":
         raise UsageError(f"artifact {str(parent.path)!r} is already {parent.manifest['format']}; quantize its fp32 parent instead.")
     task, fp32 = parent.load_model()
-    splits = task.prepare(_seed(parent))
+    splits = task.prepare(compress_seed(parent))
     calib = calibration_batches(task, splits.train, config.calibration_samples, config.seed)
     new_weights, rtn_metrics = None, None
     if config.calibration == "gptq":
@@ -71,7 +71,7 @@ def _quantize(parent: Artifact, config: CompressConfig, out: Path, progress: boo
     # execution: those, and the reasons quoting them, go under `run`, so the same choices give the same id
     per_run = ("timing", "reason")
     layers = {n: {k: v for k, v in r.items() if k not in per_run} for n, r in recipe.items()}
-    child = _write(out, parent, task, quant, parent.manifest["model_config"], config, "quantize", config.quantize,
+    child = write_child(out, parent, task, quant, parent.manifest["model_config"], config, "quantize", config.quantize,
                    metrics, extra={"quantization": {"layers": layers, "bits": config.bits, "scheme": config.scheme,
                                                     "calibration": config.calibration,
                                                     "whole_model_fallback": whole is not None}},
@@ -82,7 +82,7 @@ def _quantize(parent: Artifact, config: CompressConfig, out: Path, progress: boo
     result = StepResult(
         step="quantize", artifact=str(child.path), id=child.id, detail=f"{config.quantize} {config.scheme} "
         f"{config.resolved_granularity}{' ' + str(config.group_size) if config.resolved_granularity == 'group' else ''}, {config.calibration}",
-        parent_bytes=_file_bytes(parent), child_bytes=_file_bytes(child),
+        parent_bytes=weights_bytes(parent), child_bytes=weights_bytes(child),
         parent_metric=headline(task, parent_metrics), child_metric=headline(task, metrics), metric=task.metric,
         latency_ms={f"batch{n}": v for n, v in lat.items()},
         agreement=output_agreement(task, fp32, quant, calib[:2]),
@@ -108,7 +108,7 @@ def _layer_errors(fp32, quant, recipe) -> dict[str, float]:
     return out
 
 
-def _file_bytes(artifact: Artifact) -> int:
+def weights_bytes(artifact: Artifact) -> int:
     return artifact.size(WEIGHTS)
 
 
