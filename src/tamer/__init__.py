@@ -65,7 +65,7 @@ def _loader_in(module: str, fmt: str):
     return load
 
 
-for _fmt in ("int8", "int4"):  # written by tamer.compress (tamer/compression/quantize.py)
+for _fmt in ("int8", "int4"):  # written by tamer.compress, read by tamer/compression/loading.py
     _FORMAT_LOADERS.setdefault(_fmt, _loader_in(f"{__name__}.compression", _fmt))
 
 __all__ = ["compress", "decrypt", "encrypt", "explain", "federate", "keygen", "scrub", "Artifact", "Task", "TamerError",

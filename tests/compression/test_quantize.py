@@ -9,7 +9,7 @@ from tamer.compression import CompressConfig
 from tamer.compression.gptq import gptq_quantize_weight
 from tamer.compression.layers import REDUCE_RANGE, Int8DynamicLinear, QuantEmbedding, WeightOnlyLinear
 from tamer.compression.qmath import quantize
-from tamer.compression.quantize import _codes_module
+from tamer.compression.layers import layer_from_codes
 
 
 def _same_outputs(task, a, b, n=16):
@@ -55,7 +55,7 @@ def test_int8_dynamic_linear_matches_dequantized_reference():
     torch.manual_seed(0)
     lin = nn.Linear(256, 96)
     q = quantize(lin.weight.detach(), 8, "sym", "channel")
-    fast = _codes_module(lin, q, "int8-dynamic")
+    fast = layer_from_codes(lin, q, "int8-dynamic")
     assert isinstance(fast, Int8DynamicLinear)
     x = torch.randn(64, 256)
     reference = x @ q.dequantize().t() + lin.bias.detach()
@@ -111,7 +111,7 @@ def test_int8_gemm_uses_per_token_scales_and_smoothquant_keeps_the_product():
     W*diag(s), x/s rewrite leaves the layer's function and its dequantized weight unchanged."""
     from tamer.compression.layers import Int8DynamicLinear
     from tamer.compression.qmath import quantize
-    from tamer.compression.quantize import smoothing_factors
+    from tamer.compression.smoothing import smoothing_factors
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(64, 32)
@@ -141,7 +141,7 @@ def test_int8_gemm_uses_per_token_scales_and_smoothquant_keeps_the_product():
 def test_smooth_alpha_search_keeps_the_alpha_with_least_output_error():
     """The per-layer search keeps, of all alphas tried, the one whose int8 layer errs least against x W^T, computed
     here independently for each alpha; a fixed --smooth-alpha is used as given; 0 means no smoothing."""
-    from tamer.compression.quantize import SMOOTH_ALPHAS, choose_smoothing, smoothing_factors
+    from tamer.compression.smoothing import SMOOTH_ALPHAS, choose_smoothing, smoothing_factors
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(64, 32)
@@ -217,7 +217,7 @@ def test_activation_scales_auto_picks_per_token_only_for_outlier_tokens():
     """`auto` keeps per-token scales for a layer whose tokens differ by orders of magnitude and drops them for
     homogeneous tokens."""
     from tamer.compression.qmath import quantize
-    from tamer.compression.quantize import activation_scales
+    from tamer.compression.smoothing import activation_scales
 
     torch.manual_seed(0)
     lin = torch.nn.Linear(64, 32)
@@ -247,11 +247,11 @@ def test_activation_scale_choice_is_recorded_and_rebuilt_on_load(text_artifact, 
 def test_a_quantized_model_slower_than_fp32_falls_back_whole(text_artifact, tmp_path, monkeypatch):
     """Layers that each beat fp32 can lose together; then every layer runs fp32 from its codes, and the artifact
     computes exactly what --activations weight-only computes (the same round-to-nearest codes, fp32 GEMMs)."""
-    from tamer.compression import quantize as quantize_module, verb
+    from tamer.compression import quantize as quantize_module
 
     monkeypatch.setattr(quantize_module, "time_layer", lambda *a, **k: (1.0, 0.5))  # each layer alone: int8 wins
     timings = iter([{"parent": 10.0, "child": 9.0}, {"parent": 10.0, "child": 12.0}])  # batch 1, then batch 32
-    monkeypatch.setattr(verb, "compare_latency", lambda *a, **k: next(timings, {"parent": 10.0, "child": 10.0}))
+    monkeypatch.setattr(quantize_module, "compare_latency", lambda *a, **k: next(timings, {"parent": 10.0, "child": 10.0}))
     child = tamer.compress(text_artifact, out=tmp_path / "q", progress=False, quantize="int8")
     report = child.report
     why = child.manifest["run"]["quantization"]["whole_model_fallback"]
@@ -278,7 +278,7 @@ def test_compiled_int8_layers_agree_with_eager(per_token):
     torch.manual_seed(0)
     fp32 = nn.Sequential(nn.Linear(96, 384), nn.GELU(), nn.Linear(384, 96), nn.LayerNorm(96), nn.Linear(96, 10)).eval()
     # the middle layer as compression leaves one that fell back: int8 codes, fp32 execution
-    model = nn.Sequential(*[_codes_module(m, quantize(m.weight.detach(), 8, "sym", "channel"),
+    model = nn.Sequential(*[layer_from_codes(m, quantize(m.weight.detach(), 8, "sym", "channel"),
                                           "fp32-fallback" if i == 2 else "int8-dynamic")
                             if isinstance(m, nn.Linear) else m for i, m in enumerate(fp32)])
     assert isinstance(model[2], WeightOnlyLinear)
@@ -320,7 +320,7 @@ def test_compiled_codes_a_fallen_back_layer_with_its_smoothquant_factors():
     when compiled() smooths it with the stored factors than when it codes the plain weight (SmoothQuant's claim);
     and the smoothed codes still stand for the same weight."""
     from tamer.compression import compiled
-    from tamer.compression.quantize import smoothing_factors
+    from tamer.compression.smoothing import smoothing_factors
 
     torch.manual_seed(0)
     lin = nn.Linear(64, 48)
@@ -330,7 +330,7 @@ def test_compiled_codes_a_fallen_back_layer_with_its_smoothquant_factors():
     q = quantize(w, 8, "sym", "channel")
     errors = {}
     for label, smooth in (("plain", None), ("smoothed", smoothing_factors(x.abs().amax(0), w, 0.5))):
-        model = nn.Sequential(_codes_module(lin, q, "fp32-fallback", smooth))
+        model = nn.Sequential(layer_from_codes(lin, q, "fp32-fallback", smooth))
         compiled(model)  # converts in place; nothing compiles until the first call
         layer = model[0]
         assert isinstance(layer, Int8DynamicLinear)

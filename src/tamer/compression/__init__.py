@@ -1,7 +1,7 @@
 """compress: quantize (int8 / int4), prune, distill and export models; registers the int8 / int4 artifact loaders."""
 from ..artifact import register_format
 from .config import CompressConfig
-from .quantize import compiled, load_quantized
+from .loading import compiled, load_quantized
 from .report import CompressReport
 from .verb import compress
 

@@ -228,7 +228,7 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
     """Teacher artifact -> distilled student artifact (fp32) and its StepResult."""
     from .measure import calibration_batches, compare_latency, headline, latency_batch, output_agreement
     from .report import StepResult
-    from .verb import weights_bytes, compress_seed, write_child
+    from .child import weights_bytes, compress_seed, write_child
 
     if parent.manifest.get("format", "fp32") != "fp32":
         raise UsageError(f"artifact {str(parent.path)!r} is {parent.manifest['format']}; distill from its fp32 parent, then quantize.")

@@ -132,7 +132,7 @@ def test_parity(task, model: nn.Module, onnx_model: nn.Module, dataset, batch_si
 def export_step(parent: Artifact, config: CompressConfig, out: Path, progress: bool):
     from .measure import calibration_batches, headline, latency_batch
     from .report import StepResult
-    from .verb import weights_bytes, write_child
+    from .child import weights_bytes, write_child
 
     fmt = parent.manifest.get("format", "fp32")
     if fmt not in ("fp32", "int8"):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .config import CompressConfig
-from .quantize import is_conv1d, linear_weight, quantizable
+from .layers import is_conv1d, linear_weight, quantizable
 from .qmath import Quantized, qrange, quantize
 
 

@@ -6,6 +6,8 @@
 - `WeightOnlyLinear` / `WeightOnlyConv2d`: int8 or packed int4 codes; dequantized on every call
   (`cache=False`, the codes are all that is held in memory) or once (`cache=True`, fp32 execution).
 - `QuantEmbedding`: an int8 / int4 table; only the looked-up rows are dequantized.
+
+`layer_from_codes` builds one of them from a float layer's codes; `replace_layer` swaps it into a model.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .qmath import dequantize, unpack_int4
+from .qmath import Quantized, dequantize, pack_int4, unpack_int4
 
 
 class _Codes(nn.Module):
@@ -240,3 +242,55 @@ class QuantEmbedding(_Codes):
     @property
     def weight(self):  # Hugging Face code reads `embeddings.weight` (e.g. for tied heads or dtype)
         return dequantize(self.codes(), self.scale, self.zero_point, self.group_size)
+
+
+def is_conv1d(m: nn.Module) -> bool:  # GPT-2's Conv1D: a linear layer with its weight stored [in, out]
+    return type(m).__name__ == "Conv1D" and hasattr(m, "nf")
+
+
+def linear_weight(m: nn.Module) -> torch.Tensor:
+    return m.weight.detach().t() if is_conv1d(m) else m.weight.detach()
+
+
+def quantizable(model: nn.Module, embeddings: bool = True) -> dict[str, nn.Module]:
+    """Name -> layer for every Linear / Conv1D / Conv2d (and Embedding when asked) in `model`."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)) or is_conv1d(m) or (embeddings and isinstance(m, nn.Embedding)):
+            out[name] = m
+    return out
+
+
+def replace_layer(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def layer_from_codes(m: nn.Module, q: Quantized, exec_: str, smooth: torch.Tensor | None = None,
+                  per_token: bool = True) -> nn.Module:
+    bias = getattr(m, "bias", None)
+    signed = q.scheme == "sym"
+    codes = pack_int4(q.q) if q.bits == 4 else q.q
+    if isinstance(m, nn.Embedding):
+        new = QuantEmbedding(m.num_embeddings, m.embedding_dim, q.bits, q.group_size, signed, m.padding_idx)
+    elif isinstance(m, nn.Conv2d):
+        new = WeightOnlyConv2d(tuple(m.weight.shape), bias is not None, q.bits, q.group_size, signed, True,
+                               m.stride, m.padding, m.dilation, m.groups)
+    elif exec_ == "int8-dynamic":
+        w = linear_weight(m)
+        new = Int8DynamicLinear(w.shape[1], w.shape[0], bias is not None, per_token)
+        if smooth is not None:
+            new.smooth.copy_(smooth)
+    else:
+        w = linear_weight(m)
+        new = WeightOnlyLinear(w.shape[1], w.shape[0], bias is not None, q.bits, q.group_size, signed,
+                               cache=exec_ == "fp32-fallback", int8_smooth=smooth is not None)
+        if smooth is not None:  # the codes stay plain; the factors wait for compiled()
+            new.int8_smooth.copy_(smooth)
+    new.qweight.copy_(codes.reshape(new.qweight.shape))
+    new.scale.copy_(q.scale.reshape(new.scale.shape))
+    new.zero_point.copy_(q.zero_point.reshape(new.zero_point.shape))
+    if bias is not None and new.bias is not None:
+        new.bias.copy_(bias.detach())
+    return new
+

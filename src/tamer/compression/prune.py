@@ -174,7 +174,7 @@ def prune_step(parent: Artifact, config: CompressConfig, out: Path, progress: bo
     from .finetune import finetune
     from .measure import compare_latency, headline, latency_batch, output_agreement, calibration_batches
     from .report import StepResult
-    from .verb import weights_bytes, compress_seed, write_child
+    from .child import weights_bytes, compress_seed, write_child
 
     if parent.manifest.get("format", "fp32") != "fp32":
         raise UsageError(f"artifact {str(parent.path)!r} is {parent.manifest['format']}; prune its fp32 parent, then quantize.")

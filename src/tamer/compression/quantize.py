@@ -1,4 +1,4 @@
-"""Quantize a model's layers, choose each layer's execution by timing it, and rebuild the model from an artifact.
+"""Quantize a model's layers and choose each layer's execution by timing it: the quantize step of `compress`.
 
 Per layer the recipe records what is stored (bits, scheme, group size) and how it runs:
 - `int8-dynamic`: fbgemm's int8 GEMM (oneDNN's under `compiled()`) with per-token activation scales and SmoothQuant factors from calibration
@@ -7,43 +7,32 @@ Per layer the recipe records what is stored (bits, scheme, group size) and how i
   layer's shape, or the layer cannot run in int8: convolutions, asymmetric codes, --activations weight-only);
 - `int4-on-the-fly`: packed int4 codes in memory, dequantized per call;
 - `embedding`: int8 / int4 rows, only the looked-up rows dequantized.
+
+SmoothQuant and the activation scales are chosen in smoothing.py, timings taken in timing.py, and a quantized
+artifact is rebuilt by loading.py.
 """
 from __future__ import annotations
 
-import functools
-import statistics
-import time
+import copy
+import dataclasses
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from ..artifact import Artifact
 from ..errors import UsageError
+from .child import compress_seed, weights_bytes, write_child
 from .config import CompressConfig
-from .layers import BACKEND, BACKENDS, Int8DynamicLinear, QuantEmbedding, WeightOnlyConv2d, WeightOnlyLinear
-from .qmath import Quantized, pack_int4, quantize
-
-
-def is_conv1d(m: nn.Module) -> bool:  # GPT-2's Conv1D: a linear layer with its weight stored [in, out]
-    return type(m).__name__ == "Conv1D" and hasattr(m, "nf")
-
-
-def linear_weight(m: nn.Module) -> torch.Tensor:
-    return m.weight.detach().t() if is_conv1d(m) else m.weight.detach()
-
-
-def quantizable(model: nn.Module, embeddings: bool = True) -> dict[str, nn.Module]:
-    """Name -> layer for every Linear / Conv1D / Conv2d (and Embedding when asked) in `model`."""
-    out = {}
-    for name, m in model.named_modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)) or is_conv1d(m) or (embeddings and isinstance(m, nn.Embedding)):
-            out[name] = m
-    return out
-
-
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
+from .gptq import gptq_weights
+from .layers import (BACKEND, Int8DynamicLinear, WeightOnlyLinear, is_conv1d, layer_from_codes, linear_weight,
+                     quantizable, replace_layer)
+from .measure import calibration_batches, compare_latency, headline, latency_batch, output_agreement, run_batches
+from .qmath import Quantized, quantize
+from .report import StepResult
+from .smoothing import activation_scales, choose_smoothing, int8_gemm_candidate
+from .timing import SMALL_CALL_SLACK, slower_than_fp32, time_layer
 
 
 def check_shapes(layers: dict[str, nn.Module], config: CompressConfig) -> None:
@@ -57,56 +46,6 @@ def check_shapes(layers: dict[str, nn.Module], config: CompressConfig) -> None:
                              f"use a group size that divides it ({', '.join(str(g) for g in (32, 64, 128) if cols % g == 0) or 'none fits: use --granularity channel'}).")
         if config.bits == 4 and cols % 2:
             raise UsageError(f"int4 packs two codes per byte, and layer {name!r} has an odd input width {cols}; use --quantize int8.")
-
-
-def _median_ms(fn: Callable[[], Any], reps: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
-
-
-@torch.inference_mode()
-def time_layer(fp32: nn.Module, quant: nn.Module, x: torch.Tensor, reps: int = 5) -> tuple[float, float]:
-    """Interleaved medians (ms) of the fp32 and quantized layer on the same input, so load changes hit both."""
-    a, b = [], []
-    fp32(x), quant(x), fp32(x), quant(x)
-    for _ in range(reps):
-        a.append(_median_ms(lambda: fp32(x), 1))
-        b.append(_median_ms(lambda: quant(x), 1))
-    return statistics.median(a), statistics.median(b)
-
-
-def _codes_module(m: nn.Module, q: Quantized, exec_: str, smooth: torch.Tensor | None = None,
-                  per_token: bool = True) -> nn.Module:
-    bias = getattr(m, "bias", None)
-    signed = q.scheme == "sym"
-    codes = pack_int4(q.q) if q.bits == 4 else q.q
-    if isinstance(m, nn.Embedding):
-        new = QuantEmbedding(m.num_embeddings, m.embedding_dim, q.bits, q.group_size, signed, m.padding_idx)
-    elif isinstance(m, nn.Conv2d):
-        new = WeightOnlyConv2d(tuple(m.weight.shape), bias is not None, q.bits, q.group_size, signed, True,
-                               m.stride, m.padding, m.dilation, m.groups)
-    elif exec_ == "int8-dynamic":
-        w = linear_weight(m)
-        new = Int8DynamicLinear(w.shape[1], w.shape[0], bias is not None, per_token)
-        if smooth is not None:
-            new.smooth.copy_(smooth)
-    else:
-        w = linear_weight(m)
-        new = WeightOnlyLinear(w.shape[1], w.shape[0], bias is not None, q.bits, q.group_size, signed,
-                               cache=exec_ == "fp32-fallback", int8_smooth=smooth is not None)
-        if smooth is not None:  # the codes stay plain; the factors wait for compiled()
-            new.int8_smooth.copy_(smooth)
-    new.qweight.copy_(codes.reshape(new.qweight.shape))
-    new.scale.copy_(q.scale.reshape(new.scale.shape))
-    new.zero_point.copy_(q.zero_point.reshape(new.zero_point.shape))
-    if bias is not None and new.bias is not None:
-        new.bias.copy_(bias.detach())
-    return new
 
 
 def layer_spec(m: nn.Module) -> dict[str, Any]:
@@ -147,7 +86,7 @@ def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torc
     if q.bits == 4:
         if sample is None:
             return "int4-on-the-fly", "packed int4 in memory, dequantized per call (not timed)", {}
-        fp32_ms, int4_ms = time_layer(m, _codes_module(m, q, "int4-on-the-fly"), sample)
+        fp32_ms, int4_ms = time_layer(m, layer_from_codes(m, q, "int4-on-the-fly"), sample)
         timing = {"fp32_ms": round(fp32_ms, 3), "int4_ms": round(int4_ms, 3)}
         if int4_ms <= 1.05 * fp32_ms:
             return "int4-on-the-fly", f"dequantize per call {int4_ms:.2f} ms vs fp32 {fp32_ms:.2f} ms", timing
@@ -162,7 +101,7 @@ def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torc
         return "fp32-fallback", "this torch build has no int8 GEMM (neither oneDNN nor fbgemm)", {}
     # the eager int8 GEMM (layers.BACKEND) against fp32 on a small and a large call: int8 only if faster on both
     # (within noise on the small one)
-    candidate = _codes_module(m, q, "int8-dynamic", smooth, per_token)
+    candidate = layer_from_codes(m, q, "int8-dynamic", smooth, per_token)
     timing: dict[str, Any] = {"backend": BACKEND}
     for label, x in serving_shapes(sample).items():
         fp32_ms, int8_ms = time_layer(m, candidate, x, reps=5 if label == "small" else 3)
@@ -174,51 +113,6 @@ def choose_exec(m: nn.Module, q: Quantized, config: CompressConfig, sample: torc
     shown = ", ".join(f"{t['int8_ms']:.2f} vs {t['fp32_ms']:.2f} ms on {t['tokens']} tokens"
                       for t in timing.values() if isinstance(t, dict))
     return "int8-dynamic", f"{BACKEND} int8 against fp32: {shown}", timing
-
-
-# A small call (<= 128 tokens) takes well under a millisecond per layer, where repeated medians differ by ~5%: int8
-# may tie fp32 there within that noise if it is faster on the large call, where the time of a served batch goes.
-SMALL_CALL_SLACK = 1.08
-
-
-# The whole quantized model against fp32 (compare_latency medians, ms per batch): slower than this at either batch
-# size, and every layer falls back to fp32 execution.
-WHOLE_MODEL_SLACK = {1: SMALL_CALL_SLACK, 32: 1.03}
-
-
-def slower_than_fp32(latency: dict[int, dict[str, float]]) -> str | None:
-    """Why the quantized model as a whole is slower than its fp32 parent ({batch: {"parent": ms, "child": ms}}), or
-    None when it is not."""
-    for batch, slack in WHOLE_MODEL_SLACK.items():
-        child, parent = latency[batch]["child"], latency[batch]["parent"]
-        if child > parent * slack:
-            return f"the quantized model took {child:.2f} ms against fp32's {parent:.2f} ms at batch {batch}"
-    return None
-
-
-@torch.no_grad()
-def whole_model_fallback(quant: nn.Module, fp32: nn.Module, recipe: dict[str, Any], config: CompressConfig,
-                         why: str) -> str | None:
-    """Move every layer of `quant` that runs an int8 / int4 kernel to fp32 execution (codes dequantized once), in
-    place, and say so in its recipe row; returns the reason recorded, or None when no layer ran such a kernel."""
-    moved = [n for n, r in recipe.items() if r["exec"] in ("int8-dynamic", "int4-on-the-fly")]
-    reason = f"whole-model fallback: {why}; codes dequantized once at load"
-    for name in moved:
-        m, row = quant.get_submodule(name), recipe[name]
-        smoothed = isinstance(m, Int8DynamicLinear) and not bool((m.smooth == 1).all())
-        if smoothed:  # SmoothQuant codes hold W * diag(s); fp32 execution keeps the plain codes and, for compiled(), s
-            f = fp32.get_submodule(name)
-            new = _codes_module(f, quantize_layer(f, config), "fp32-fallback", smooth=m.smooth.clone())
-        else:
-            new = WeightOnlyLinear(m.shape[1], m.shape[0], m.bias is not None, m.bits, m.group_size, m.signed, cache=True)
-            new.load_state_dict(m.state_dict(), strict=False)  # an int8 layer's `smooth` (all ones) is not needed
-        _set(quant, name, new.eval())
-        for key in ("per_token", "activation_scale_error", "backend") + (() if smoothed else ("smooth_alpha", "smooth_alpha_error")):
-            row.pop(key, None)
-        row.update(exec="fp32-fallback", reason=reason, smoothquant=False)
-        if smoothed:
-            row["int8_smooth"] = True
-    return reason if moved else None
 
 
 LARGE_TOKENS = 2048  # a served batch (e.g. 32 sequences of 64 tokens): GEMMs this size are where the time goes
@@ -272,10 +166,10 @@ def quantize_model(model: nn.Module, config: CompressConfig, run_calibration: Ca
     for name, m in layers.items():
         q = (precomputed or {}).get(name) or quantize_layer(m, config)
         smooth, alpha_info = None, {}
-        if name in amax and not (precomputed and name in precomputed) and _int8_gemm_candidate(m, q, config):
+        if name in amax and not (precomputed and name in precomputed) and int8_gemm_candidate(m, q, config):
             smooth, q, alpha_info = choose_smoothing(m, amax[name], samples.get(name), config)
         per_token, scale_errors = True, {}
-        if name in samples and _int8_gemm_candidate(m, q, config):
+        if name in samples and int8_gemm_candidate(m, q, config):
             per_token, scale_errors = activation_scales(m, q, samples[name], smooth, config.activation_scales)
         exec_, reason, timing = choose_exec(m, q, config, samples.get(name), smooth, per_token)
         for_compiled = smooth is not None and exec_ != "int8-dynamic"
@@ -290,169 +184,94 @@ def quantize_model(model: nn.Module, config: CompressConfig, run_calibration: Ca
         if exec_ == "int8-dynamic":
             recipe[name].update(per_token=per_token, activation_scale_error=scale_errors, backend=timing["backend"],
                                 **alpha_info)
-        _set(model, name, _codes_module(m, q, exec_, smooth, per_token))
+        replace_layer(model, name, layer_from_codes(m, q, exec_, smooth, per_token))
     return model, recipe
 
 
-def _int8_output_error(m: nn.Module, q: Quantized, x: torch.Tensor, ref: torch.Tensor, smooth: torch.Tensor | None,
-                       per_token: bool) -> float:
-    """Relative error ||int8 layer(x) - x W^T|| / ||x W^T|| of one int8 GEMM layer (bias left out)."""
-    layer = _codes_module(m, q, "int8-dynamic", smooth, per_token)
-    if layer.bias is not None:
-        layer.bias.zero_()
-    return float((layer(x) - ref).norm() / ref.norm().clamp(min=1e-12))
+@torch.no_grad()
+def whole_model_fallback(quant: nn.Module, fp32: nn.Module, recipe: dict[str, Any], config: CompressConfig,
+                         why: str) -> str | None:
+    """Move every layer of `quant` that runs an int8 / int4 kernel to fp32 execution (codes dequantized once), in
+    place, and say so in its recipe row; returns the reason recorded, or None when no layer ran such a kernel."""
+    moved = [n for n, r in recipe.items() if r["exec"] in ("int8-dynamic", "int4-on-the-fly")]
+    reason = f"whole-model fallback: {why}; codes dequantized once at load"
+    for name in moved:
+        m, row = quant.get_submodule(name), recipe[name]
+        smoothed = isinstance(m, Int8DynamicLinear) and not bool((m.smooth == 1).all())
+        if smoothed:  # SmoothQuant codes hold W * diag(s); fp32 execution keeps the plain codes and, for compiled(), s
+            f = fp32.get_submodule(name)
+            new = layer_from_codes(f, quantize_layer(f, config), "fp32-fallback", smooth=m.smooth.clone())
+        else:
+            new = WeightOnlyLinear(m.shape[1], m.shape[0], m.bias is not None, m.bits, m.group_size, m.signed, cache=True)
+            new.load_state_dict(m.state_dict(), strict=False)  # an int8 layer's `smooth` (all ones) is not needed
+        replace_layer(quant, name, new.eval())
+        for key in ("per_token", "activation_scale_error", "backend") + (() if smoothed else ("smooth_alpha", "smooth_alpha_error")):
+            row.pop(key, None)
+        row.update(exec="fp32-fallback", reason=reason, smoothquant=False)
+        if smoothed:
+            row["int8_smooth"] = True
+    return reason if moved else None
 
 
-# SmoothQuant's alpha searched per layer, as Intel Neural Compressor's layer-wise auto-tuning does ("the
-# distributions of activation outliers vary not only across different models but also across different layers"):
-# measured on MiniLM, one alpha for all layers gave a pooled-output cosine of 0.9943 (off) .. 0.9976 (0.7), and the
-# best alpha differs from layer to layer.
-SMOOTH_ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
+def quantize_step(parent: Artifact, config: CompressConfig, out: Path, progress: bool) -> tuple[Artifact, StepResult]:
+    if parent.manifest.get("format", "fp32") != "fp32":
+        raise UsageError(f"artifact {str(parent.path)!r} is already {parent.manifest['format']}; quantize its fp32 parent instead.")
+    task, fp32 = parent.load_model()
+    splits = task.prepare(compress_seed(parent))
+    calib = calibration_batches(task, splits.train, config.calibration_samples, config.seed)
+    new_weights, rtn_metrics = None, None
+    if config.calibration == "gptq":
+        new_weights = gptq_weights(fp32, task, calib, config)
+        rtn, _ = quantize_model(copy.deepcopy(fp32), dataclasses.replace(config, calibration="rtn", activations="weight-only"), None)
+        rtn_metrics = task.evaluate(rtn, splits.test)
+    quant, recipe = quantize_model(copy.deepcopy(fp32), config, lambda m: run_batches(task, m, calib), new_weights)
+    measure = lambda: {n: compare_latency(task, {"parent": fp32, "child": quant}, latency_batch(task, splits.test, n))  # noqa: E731
+                       for n in (1, 32)}
+    lat = measure()
+    # layers that each beat fp32 alone can still lose together (measured: MiniLM 1.07x of fp32 at batch 32 with 11
+    # int8 layers); then every layer runs fp32 from its codes: the artifact stays small and is never slower
+    whole = slower_than_fp32(lat)
+    if whole is not None:
+        whole = whole_model_fallback(quant, fp32, recipe, config, whole)
+    if whole is not None:
+        lat = measure()
+    parent_metrics = task.evaluate(fp32, splits.test)
+    metrics = task.evaluate(quant, splits.test)
+    layer_error = layer_errors(fp32, quant, recipe)
+    # the id covers what the weights are (each layer's codes and how it executes), not the timings that chose the
+    # execution: those, and the reasons quoting them, go under `run`, so the same choices give the same id
+    per_run = ("timing", "reason")
+    layers = {n: {k: v for k, v in r.items() if k not in per_run} for n, r in recipe.items()}
+    child = write_child(out, parent, task, quant, parent.manifest["model_config"], config, "quantize", config.quantize,
+                   metrics, extra={"quantization": {"layers": layers, "bits": config.bits, "scheme": config.scheme,
+                                                    "calibration": config.calibration,
+                                                    "whole_model_fallback": whole is not None}},
+                   run={"quantization": {"layers": {n: {k: r[k] for k in per_run if k in r} for n, r in recipe.items()},
+                                         "whole_model_fallback": whole},
+                        "latency_ms": {f"batch{n}": v for n, v in lat.items()}})
+    fell_back = {n: r["reason"] for n, r in recipe.items() if r["exec"] == "fp32-fallback"}
+    result = StepResult(
+        step="quantize", artifact=str(child.path), id=child.id, detail=f"{config.quantize} {config.scheme} "
+        f"{config.resolved_granularity}{' ' + str(config.group_size) if config.resolved_granularity == 'group' else ''}, {config.calibration}",
+        parent_bytes=weights_bytes(parent), child_bytes=weights_bytes(child),
+        parent_metric=headline(task, parent_metrics), child_metric=headline(task, metrics), metric=task.metric,
+        latency_ms={f"batch{n}": v for n, v in lat.items()},
+        agreement=output_agreement(task, fp32, quant, calib[:2]),
+        layers=[{"layer": n, "exec": r["exec"], "bits": r["bits"], "granularity": r["granularity"],
+                 "weight_rel_error": layer_error.get(n), "smooth_alpha": r.get("smooth_alpha"),
+                 "output_rel_error": (r.get("activation_scale_error") or {}).get("token" if r.get("per_token") else "tensor"),
+                 "reason": r["reason"]} for n, r in recipe.items()],
+        fallbacks=fell_back, extra={"whole_model_fallback": whole} if whole else {},
+        rtn_metric=headline(task, rtn_metrics) if rtn_metrics else None)
+    return child, result
 
 
-@torch.inference_mode()
-def choose_smoothing(m: nn.Module, act_amax: torch.Tensor, sample: torch.Tensor | None,
-                     config: CompressConfig) -> tuple[torch.Tensor | None, Quantized, dict[str, Any]]:
-    """(SmoothQuant factors or None, int8 codes of the smoothed weight, what the recipe records) for one layer.
-
-    With --smooth-alpha the factors use it; otherwise each alpha of SMOOTH_ALPHAS (and no smoothing) is tried on the
-    layer's calibration input, and the one whose int8 output errs least against fp32 is kept.
-    """
-    w = linear_weight(m)
-    if config.smooth_alpha is not None or sample is None:
-        alpha = config.smooth_alpha if config.smooth_alpha is not None else SMOOTH_ALPHA
-        if alpha == 0:
-            return None, gemm_codes(w), {"smooth_alpha": 0.0}
-        smooth = smoothing_factors(act_amax, w, alpha)
-        return smooth, gemm_codes(w, smooth), {"smooth_alpha": alpha}
-    x = sample.reshape(-1, sample.shape[-1]).float()[:2048]
-    ref = nn.functional.linear(x, w)
-    per_token = config.activation_scales != "tensor"
-    best, errors = None, {}
-    for alpha in SMOOTH_ALPHAS:
-        smooth = smoothing_factors(act_amax, w, alpha) if alpha > 0 else None
-        q = gemm_codes(w, smooth)
-        errors[alpha] = _int8_output_error(m, q, x, ref, smooth, per_token)
-        if best is None or errors[alpha] < best[0]:
-            best = (errors[alpha], alpha, smooth, q)
-    _, alpha, smooth, q = best
-    return smooth, q, {"smooth_alpha": alpha, "smooth_alpha_error": {f"{a:g}": round(e, 5) for a, e in errors.items()}}
-
-
-PER_TOKEN_GAIN = 2.0  # auto: per-token scales where one scale per call has at least this much more output error
-
-
-@torch.inference_mode()
-def activation_scales(m: nn.Module, q: Quantized, sample: torch.Tensor, smooth: torch.Tensor | None,
-                      mode: str) -> tuple[bool, dict[str, float]]:
-    """(per_token, relative output error of each choice on the calibration input) for one int8 GEMM layer.
-
-    Per-token scales cost an extra pass over the input and the output; they pay where a few tokens carry much
-    larger activations than the rest (in BERT-like models: the MLP's down-projection input, Bondarenko et al. 2021).
-    """
-    x = sample.reshape(-1, sample.shape[-1]).float()[:2048]
-    ref = nn.functional.linear(x, linear_weight(m))
-    errors = {label: round(_int8_output_error(m, q, x, ref, smooth, per_token), 5)
-              for label, per_token in (("token", True), ("tensor", False))}
-    if mode != "auto":
-        return mode == "token", errors
-    return errors["tensor"] > PER_TOKEN_GAIN * errors["token"], errors
-
-
-SMOOTH_ALPHA = 0.5  # the migration strength SmoothQuant found best for most models (its section 4); used uncalibrated
-
-
-def gemm_codes(w: torch.Tensor, smooth: torch.Tensor | None = None) -> Quantized:
-    """Symmetric per-channel int8 codes, the int8 GEMM's format, of W (or of W * diag(s) with SmoothQuant's s)."""
-    return quantize(w * smooth if smooth is not None else w, 8, "sym", "channel", None)
-
-
-def smoothing_factors(act_amax: torch.Tensor, weight: torch.Tensor, alpha: float = SMOOTH_ALPHA) -> torch.Tensor:
-    """s_j = max|X_j|^alpha / max|W_j|^(1-alpha) per input channel j (SmoothQuant, eq. 4); 1 where a side is zero."""
-    w_amax = weight.abs().amax(0).float()
-    s = act_amax.clamp(min=1e-5).pow(alpha) / w_amax.clamp(min=1e-5).pow(1 - alpha)
-    s = torch.where((act_amax > 0) & (w_amax > 0), s, torch.ones_like(s))
-    return s.clamp(1e-3, 1e3)
-
-
-def _int8_gemm_candidate(m: nn.Module, q: Quantized, config: CompressConfig) -> bool:
-    return (not isinstance(m, (nn.Embedding, nn.Conv2d)) and q.bits == 8 and config.activations == "dynamic"
-            and q.scheme == "sym" and q.group_size is None and q.scale.dim() > 0)
-
-
-def _int8_codes(m: nn.Module) -> bool:
-    """A linear layer kept in fp32 execution whose codes are symmetric per-channel int8 (the int8 GEMM's format)."""
-    return (type(m) is WeightOnlyLinear and m.bits == 8 and m.group_size is None and m.signed
-            and m.scale.dim() == 1 and bool((m.zero_point == 0).all()))
-
-
-def empty_layer(spec: dict[str, Any]) -> nn.Module:
-    """An empty quantized layer for one recipe row; load_state_dict fills it."""
-    signed, bits, g = spec["scheme"] == "sym", spec["bits"], spec["group_size"]
-    if spec["type"] == "embedding":
-        return QuantEmbedding(*spec["shape"], bits, g, signed, spec.get("padding_idx"))
-    if spec["type"] == "conv2d":
-        return WeightOnlyConv2d(tuple(spec["shape"]), spec["bias"], bits, g, signed, True,
-                                spec["stride"], spec["padding"], spec["dilation"], spec["groups"])
-    out_f, in_f = spec["shape"]
-    if spec["exec"] == "int8-dynamic":
-        layer = Int8DynamicLinear(in_f, out_f, spec["bias"], spec.get("per_token", True))
-        if spec.get("backend") in BACKENDS:  # else: the one this build has (the recorded one is missing here)
-            layer.backend = spec["backend"]
-        return layer
-    return WeightOnlyLinear(in_f, out_f, spec["bias"], bits, g, signed, cache=spec["exec"] == "fp32-fallback",
-                            int8_smooth=bool(spec.get("int8_smooth")))
-
-
-def load_quantized(model: nn.Module, state_dict: dict[str, torch.Tensor], manifest: dict[str, Any]) -> nn.Module:
-    """The artifact loader for int8 / int4 formats: rebuild the recorded layers, then load their codes."""
-    for name, spec in manifest["quantization"]["layers"].items():
-        _set(model, name, empty_layer(spec))
-    model.load_state_dict(state_dict, strict=True)
-    return model.eval()
-
-
-def compiled(fn: Callable, int8_everywhere: bool = True):
-    """`fn` (a model, or one of its methods) under torch.compile for CPU inference with Inductor's freezing.
-
-    Freezing makes the weights constants, so Inductor lowers the int8 layers' oneDNN GEMMs directly and fuses the
-    passes around them (per-token min / max and coding, the rescale, the bias) with the neighbouring elementwise work
-    (GELU, residual adds, LayerNorm). Those passes are what made some layers fall back to fp32 when compression timed
-    them eagerly, so with `int8_everywhere` every linear layer whose codes are symmetric int8 runs oneDNN's int8 GEMM
-    (a layer that fell back is requantized from its plain codes times the SmoothQuant factors that calibration chose
-    for it, kept in its `int8_smooth` buffer; one without them gets per-token codes alone). Call the result under
-    torch.inference_mode(); the first call of each input shape compiles (30-80 s for MiniLM on 2 cores).
-    """
-    owner = getattr(fn, "__self__", fn)
-    onednn = "onednn" in BACKENDS
-    if isinstance(owner, nn.Module):
-        for name, m in list(owner.named_modules()):
-            if int8_everywhere and onednn and _int8_codes(m):
-                new = Int8DynamicLinear(m.shape[1], m.shape[0], m.bias is not None).to(m.qweight.device)
-                if m.int8_smooth is None:
-                    state = {k: v for k, v in m.state_dict().items() if k != "int8_smooth"}
-                else:  # x W^T = (x / s) (W s)^T: code W s per output channel
-                    q = gemm_codes(m.weight(), m.int8_smooth)
-                    state = {"qweight": q.q, "scale": q.scale, "zero_point": q.zero_point, "smooth": m.int8_smooth}
-                    if m.bias is not None:
-                        state["bias"] = m.bias
-                new.load_state_dict(state, strict=False)  # without factors `smooth` stays ones
-                new.prepare()
-                _set(owner, name, new)
-                m = new
-            if isinstance(m, Int8DynamicLinear):
-                if onednn:
-                    m.backend, m._packed = "onednn", None
-                m.prepare()  # pack before tracing: the packed weight must be a constant of the graph
-    import torch._inductor.config as inductor_config
-
-    fast = torch.compile(fn)
-
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        # the config is read when a call compiles; torch.compile(options={"freezing": True}) did not reach the
-        # lowering of the oneDNN GEMM in torch 2.13 (it asserts that the packed weight is a graph constant)
-        with inductor_config.patch(freezing=True):
-            return fast(*args, **kwargs)
-
-    return run
+@torch.no_grad()
+def layer_errors(fp32, quant, recipe) -> dict[str, float]:
+    out = {}
+    for name in recipe:
+        a, b = fp32.get_submodule(name), quant.get_submodule(name)
+        w = a.weight.detach() if isinstance(a, (torch.nn.Embedding, torch.nn.Conv2d)) else linear_weight(a)
+        wq = b.weight if isinstance(b.weight, torch.Tensor) else b.weight()
+        out[name] = float((w.reshape(wq.shape) - wq).norm() / w.norm().clamp(min=1e-12))
+    return out
