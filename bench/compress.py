@@ -82,7 +82,7 @@ def latency_table(args) -> dict:
     import tamer
     from tamer.artifact import Artifact, save_artifact
     from tamer.compression import compiled
-    from tamer.tasks.base import make_task
+    from tamer.tasks import make_task
 
     work = Path(tempfile.mkdtemp(prefix="tamer-bench-compress-"))
     data = work / "long.tsv"

@@ -265,7 +265,7 @@ def _plain_fit(task, splits, opts, seed, model_config=None):
 # `tamer train` in a fresh process, as a user runs it: the issue's DP command, and the non-private verb training the
 # same tanh MLP (registered as a task whose usual model is digits' DP variant) for the same epochs, batch and rate
 _VERB = """import sys
-from tamer.tasks.base import register_task
+from tamer.tasks import register_task
 from tamer.tasks.digits import DigitsTask
 @register_task
 class SameModel(DigitsTask):
@@ -289,7 +289,7 @@ def _verb_seconds(args: list[str], out: Path) -> tuple[float, float]:
 def bench_privacy(quick: bool) -> dict:
     from tamer.protection import PrivacyConfig
     from tamer.protection.privacy import DP_DEFAULTS, private_model_config, train_private
-    from tamer.tasks.base import make_task
+    from tamer.tasks import make_task
 
     opts = dict(DP_DEFAULTS)
     if quick:
@@ -340,7 +340,7 @@ def bench_federated(quick: bool) -> dict:
     from torch.utils.data import Subset
 
     from tamer.protection.federated import FederateConfig, deal, run_rounds
-    from tamer.tasks.base import make_task
+    from tamer.tasks import make_task
 
     rounds = 3 if quick else 20
     task = make_task("digits")

@@ -3,6 +3,7 @@ digits model. Each run ends with exit 0, or with exit 2 and one sentence; never 
 import pytest
 
 import tamer
+import tamer.api
 from tamer.cli import main
 
 KINDS = ("fp32", "int8", "int4", "pruned", "distilled", "sealed")
@@ -54,7 +55,7 @@ def test_an_unexpected_failure_is_one_line_and_the_traceback_needs_debug(monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("something inside broke\nover two lines")
 
-    monkeypatch.setattr(tamer, "evaluate", broken)
+    monkeypatch.setattr(tamer.api, "evaluate", broken)
     assert main(["evaluate", "nowhere"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 1

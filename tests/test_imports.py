@@ -24,7 +24,7 @@ def _digits_artifact(out):
     import torch
 
     from tamer.artifact import save_artifact
-    from tamer.tasks.base import make_task
+    from tamer.tasks import make_task
 
     task = make_task("digits")
     task.prepare(0)

@@ -35,7 +35,7 @@ def load(path: str | Path, key_file: str | None = None, passphrase_env: str | No
 
 def list_tasks() -> list[dict[str, Any]]:
     """The registered tasks with their kind, metric and options (the `tamer tasks` command)."""
-    from .tasks.base import get_task_class, task_names
+    from .tasks import get_task_class, task_names
 
     out = []
     for name in task_names():
@@ -74,7 +74,7 @@ def train(task: str | Task = "digits", config: TrainConfig | None = None, *, out
 
     `private=True` (with epsilon, delta, max_grad_norm) trains with DP-SGD instead (protection/privacy.py)."""
     from .protection.config import PrivacyConfig
-    from .tasks.base import Task, get_task_class, make_task
+    from .tasks import Task, get_task_class, make_task
     from .training import TrainConfig
     from .training import train as _train
 
@@ -110,11 +110,11 @@ def _with_train_report(artifact: Artifact | None) -> Artifact | None:
 
 def _train_private(task: str | Task, privacy, out, progress: bool, options: dict[str, Any]) -> Artifact:
     from .protection.privacy import train_private
-    from .tasks.base import Task, make_task
+    from .tasks import Task, make_task
     from .training import TrainConfig
 
     if isinstance(task, Task):
-        train_opts, task_opts = dict(options), {}
+        train_opts = dict(options)
     else:
         train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
         train_opts = {k: v for k, v in options.items() if k.replace("-", "_") in train_fields}
@@ -221,7 +221,7 @@ def federate(task: str | Task = "digits", config=None, *, out: str | Path | None
     from .protection.config import PrivacyConfig
     from .protection.federated import FederateConfig
     from .protection.federated import federate as _federate
-    from .tasks.base import Task, make_task
+    from .tasks import Task, make_task
 
     names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
     pick = lambda cls: {k: options.pop(k) for k in list(options) if k.replace("-", "_") in names(cls)}  # noqa: E731

@@ -235,7 +235,7 @@ class Artifact:
         """(task, model): the task with its saved state (tokenizer, labels) and the model in eval mode."""
         from safetensors import SafetensorError
 
-        from .tasks.base import task_from_artifact
+        from .tasks import task_from_artifact
 
         task = task_from_artifact(self)
         model = task.build_model(self.manifest["model_config"])

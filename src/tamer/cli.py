@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from .config import add_config_arguments, make_config
+from .config import add_config_arguments
 from .errors import TamerError, UsageError
 
 
@@ -159,7 +159,7 @@ _SUBCOMMANDS = {
 def build_parser(only: str | None = None, help_task: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or (`only=VERB`) one whose other subcommands have no arguments yet (`""`: none have).
     `help_task` adds that task's own options to the help of train / federate (they are parsed from the rest)."""
-    from . import __version__
+    from .version import __version__
 
     parser = _Parser(prog="tamer", description="Take a PyTorch model through the life of a large model.")
     parser.add_argument("--version", action="version", version=f"tamer {__version__}")
@@ -171,7 +171,7 @@ def build_parser(only: str | None = None, help_task: str | None = None) -> argpa
         if only is None or only == verb:
             add_arguments(p)
             if help_task and verb in ("train", "federate"):
-                from .tasks.base import get_task_class
+                from .tasks import get_task_class
 
                 cls = get_task_class(help_task)
                 add_config_arguments(p.add_argument_group(f"options of task {help_task} ({cls.description})"),
@@ -241,7 +241,7 @@ def _dispatch_protect(args: argparse.Namespace, extra: list[str] = ()) -> int:
 
 def _task_options(task: str, extra: list[str]) -> dict[str, Any]:
     """`--option value` pairs after the known flags configure the task itself."""
-    from .tasks.base import get_task_class
+    from .tasks import get_task_class
 
     cls = get_task_class(task)
     tp = _Parser(prog=f"tamer train {task}", add_help=False)
@@ -253,7 +253,7 @@ def _task_options(task: str, extra: list[str]) -> dict[str, Any]:
 def _headline(task: str, metrics: dict[str, Any], split: str = "test") -> dict[str, Any]:
     """The one number a verb's --json leads with, always at `headline`: the task's metric on the test split (or the
     data file evaluated), e.g. {"metric": "accuracy", "value": 0.97, "split": "test"}."""
-    from .tasks.base import get_task_class
+    from .tasks import get_task_class
 
     try:
         name = get_task_class(task).metric
@@ -270,11 +270,11 @@ def _emit(args, payload: dict[str, Any], text: str) -> None:
 
 
 def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
-    import tamer
+    from . import api, pipeline
 
     progress = not (args.quiet or args.json)
     if args.verb == "tasks":
-        rows = tamer.list_tasks()
+        rows = api.list_tasks()
         text = "\n".join(f"{t['name']:<22}{t['description']}\n{'':<22}options: "
                          + ", ".join(f"--{k.replace('_', '-')} ({v})" for k, v in t["options"].items()) for t in rows)
         _emit(args, {"tasks": rows}, text)
@@ -289,7 +289,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         options.update(_task_options(args.task, extra))
         if args.data is not None:
             options["data"] = args.data
-        artifact = tamer.train(args.task, out=args.out, progress=progress, **options)
+        artifact = api.train(args.task, out=args.out, progress=progress, **options)
         if artifact is None:  # a torchrun worker other than rank 0, or a machine other than the one rank 0 is on
             return 0
         report = artifact.report
@@ -302,7 +302,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     if extra:
         raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see `tamer {args.verb} --help`).")
     if args.verb == "evaluate":
-        report = tamer.evaluate(args.artifact, data=args.data, batch_size=args.batch_size,
+        report = api.evaluate(args.artifact, data=args.data, batch_size=args.batch_size,
                                 key_file=args.key_file, passphrase_env=args.passphrase_env)
         _emit(args, {"headline": _headline(report.task, report.metrics, "test" if report.data == "test split" else report.data),
                      **report.to_dict()}, report.summary())
@@ -313,7 +313,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         from .config import config_from_args
         from .explanation.config import ExplainConfig
 
-        report = tamer.explain(args.artifact, config_from_args(ExplainConfig, args), out=args.out, progress=progress,
+        report = api.explain(args.artifact, config_from_args(ExplainConfig, args), out=args.out, progress=progress,
                                key_file=args.key_file, passphrase_env=args.passphrase_env)
         _emit(args, {**report.to_dict(), "metrics": report.gate_metrics()}, report.summary())
         return 0
@@ -321,7 +321,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         from .compression.config import CompressConfig
         from .config import config_from_args
 
-        artifact = tamer.compress(args.artifact, config_from_args(CompressConfig, args), out=args.out,
+        artifact = api.compress(args.artifact, config_from_args(CompressConfig, args), out=args.out,
                                   progress=progress, key_file=args.key_file, passphrase_env=args.passphrase_env)
         report = artifact.report
         _emit(args, {"artifact": str(artifact.path), "id": artifact.id,
@@ -338,19 +338,19 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
                 inputs = [line for line in Path(args.input_file).read_text(encoding="utf-8").splitlines() if line.strip()]
             except OSError as exc:
                 raise UsageError(f"--input-file {args.input_file!r} cannot be read ({exc.strerror}).") from None
-        artifact = tamer.load(args.artifact, key_file=args.key_file, passphrase_env=args.passphrase_env)
-        rows = tamer.predict(artifact, inputs, index=args.index, max_new_tokens=args.max_new_tokens)
+        artifact = api.load(args.artifact, key_file=args.key_file, passphrase_env=args.passphrase_env)
+        rows = api.predict(artifact, inputs, index=args.index, max_new_tokens=args.max_new_tokens)
         text = "\n".join(r["generated_text"] if "generated_text" in r else
                          (f"{r['label']} {r['score']:.4f}" if "label" in r else f"{r['value']:.6g}")
                          + (f" (expected {r['expected']})" if "expected" in r else "") for r in rows)
         _emit(args, {"artifact": str(artifact.path), "id": artifact.id, "predictions": rows}, text)
         return 0
     if args.verb == "report":
-        page = tamer.write_report(args.path, out=args.out, key_file=args.key_file, passphrase_env=args.passphrase_env)
+        page = pipeline.write_report(args.path, out=args.out, key_file=args.key_file, passphrase_env=args.passphrase_env)
         _emit(args, {"html": str(page)}, f"wrote {page}")
         return 0
     if args.verb == "run":
-        report = tamer.run(args.recipe, out=args.out, progress=progress)
+        report = pipeline.run(args.recipe, out=args.out, progress=progress)
         _emit(args, report.to_dict(), report.summary())
         return 0
     raise UsageError("no verb given; try `tamer --help`.")

@@ -50,7 +50,7 @@ class Stage:
 
 def _train_check(ctx: Context, options: dict[str, Any]) -> None:
     from .api import split_options
-    from .tasks.base import get_task_class, make_task
+    from .tasks import get_task_class, make_task
 
     _, task_opts = split_options(get_task_class(ctx.task), options)
     make_task(ctx.task, {**ctx.task_options, **task_opts})
@@ -322,7 +322,7 @@ def load_recipe(recipe: str | Path | dict | None) -> dict[str, Any]:
 
 def plan(recipe: dict[str, Any], ctx: Context) -> list[tuple[str, Stage, dict[str, Any], list]]:
     """Check every stage before running any: unknown verbs, options and gates fail up front."""
-    from .tasks.base import get_task_class
+    from .tasks import get_task_class
 
     unknown = sorted(set(recipe) - {"name", "task", "options", "artifact", "stages"})
     if unknown:

@@ -27,7 +27,7 @@ def test_layer_map_takes_every_kth_block_ending_on_the_last():
 
 
 def test_soft_loss_is_zero_for_the_teacher_itself_and_scales_with_t_squared():
-    from tamer.tasks.base import make_task
+    from tamer.tasks import make_task
 
     task = make_task("digits")
     t = torch.randn(8, 10)

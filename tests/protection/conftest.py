@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tamer.artifact import save_artifact
-from tamer.tasks.base import make_task
+from tamer.tasks import make_task
 
 
 def make_digits_artifact(out, seed: int = 0):

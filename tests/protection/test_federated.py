@@ -10,7 +10,7 @@ from torch import nn
 
 from tamer.cli import main
 from tamer.protection.federated import FederateConfig, deal, fedavg, run_rounds
-from tamer.tasks.base import ListDataset, Splits, Task, register_task
+from tamer.tasks import ListDataset, Splits, Task, register_task
 
 
 @register_task
@@ -127,7 +127,7 @@ def test_fedavg_on_a_skewed_digits_split_learns_with_the_default_budget():
     (with one local epoch, 20 rounds reached only 0.64 on digits; a regression guard for the defaults)."""
     from torch.utils.data import Subset
 
-    from tamer.tasks.base import make_task
+    from tamer.tasks import make_task
 
     task = make_task("digits", {"channels": 8, "hidden": 32})
     splits = task.prepare(0)

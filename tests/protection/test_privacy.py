@@ -11,7 +11,7 @@ from tamer.cli import main
 from tamer.errors import UsageError
 from tamer.protection import PrivacyConfig
 from tamer.protection.privacy import PrivacyReport, epsilon_for, train_private
-from tamer.tasks.base import make_task, register_task
+from tamer.tasks import make_task, register_task
 from tamer.tasks.digits import DigitsTask
 
 

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from tamer.protection import PrivacyConfig
 from tamer.protection.privacy import epsilon_after, epsilon_for, make_private, noise_for, train_private
-from tamer.tasks.base import ListDataset, make_task
+from tamer.tasks import ListDataset, make_task
 from tamer.tasks.digits import DigitsMLP
 
 

@@ -11,7 +11,7 @@ from tamer.protection import PrivacyConfig
 from tamer.protection.federated import FederateConfig, federate
 from tamer.protection.privacy import SecurePoissonSampler, make_private, train_private
 from tamer.protection.secure_random import SecureRandom
-from tamer.tasks.base import make_task
+from tamer.tasks import make_task
 
 
 def test_secure_normal_is_gaussian_with_the_asked_std_and_ignores_torchs_seed():

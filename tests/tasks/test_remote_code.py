@@ -53,7 +53,7 @@ def test_the_cli_refuses_it_in_one_sentence_with_exit_2(tmp_path, capsys, verb, 
 
 
 def test_an_artifact_model_config_naming_code_is_refused():
-    from tamer.tasks.base import make_task
+    from tamer.tasks import make_task
 
     task = make_task("text-classification", {"encoder": "tiny"})
     encoder = {"model_type": "bert", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,

@@ -11,7 +11,7 @@ import sys
 from torch import nn
 
 import tamer
-from tamer.tasks.base import register_task
+from tamer.tasks import register_task
 from tamer.tasks.digits import DigitsTask
 
 SMALL = {"channels": 4, "hidden": 16}

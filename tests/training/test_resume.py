@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 import tamer
-from tamer.tasks.base import make_task
+from tamer.tasks import make_task
 
 SMALL = {"channels": 4, "hidden": 16}
 OPTIONS = {"epochs": 2, "batch_size": 64, "lr": 0.01}

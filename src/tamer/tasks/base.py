@@ -1,4 +1,4 @@
-"""The Task protocol (what a model is for) and the registry of tasks by name."""
+"""The Task protocol: what a model is for (the registry of tasks by name is registry.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..config import make_config
 from ..errors import UsageError
+from .meters import ClassificationMeter, LanguageModelMeter, Meter, RegressionMeter
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
@@ -141,9 +141,7 @@ class Task(ABC):
         return [{"label": names[int(p.argmax())], "score": float(p.max()),
                  "probabilities": {n: float(v) for n, v in zip(names, p)}} for p in probs]
 
-    def meter(self) -> "Meter":
-        from .meters import ClassificationMeter, LanguageModelMeter, RegressionMeter
-
+    def meter(self) -> Meter:
         kinds = {"classification": ClassificationMeter, "language-model": LanguageModelMeter,
                  "regression": RegressionMeter}
         return kinds[self.kind](self)
@@ -168,58 +166,3 @@ class Task(ABC):
 
     def to_manifest(self) -> dict[str, Any]:
         return {"name": self.name, "config": dataclasses.asdict(self.config)}
-
-
-class Meter(ABC):
-    """Accumulates a task's outputs over batches and summarizes them as metrics."""
-
-    def __init__(self, task: Task):
-        self.task = task
-
-    @abstractmethod
-    def update(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor], loss: torch.Tensor) -> None:
-        ...
-
-    @abstractmethod
-    def result(self) -> dict[str, Any]:
-        ...
-
-
-_TASKS: dict[str, type[Task]] = {}
-
-
-def register_task(cls: type[Task]) -> type[Task]:
-    """Class decorator: make a Task available by its `name` to every verb and the CLI."""
-    if not getattr(cls, "name", None):
-        raise UsageError(f"task class {cls.__name__} needs a `name` to be registered.")
-    _TASKS[cls.name] = cls
-    return cls
-
-
-def task_names() -> list[str]:
-    _load_builtins()
-    return sorted(_TASKS)
-
-
-def get_task_class(name: str) -> type[Task]:
-    _load_builtins()
-    if name not in _TASKS:
-        raise UsageError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_TASKS))}.")
-    return _TASKS[name]
-
-
-def make_task(name: str, options: dict[str, Any] | None = None) -> Task:
-    cls = get_task_class(name)
-    return cls(make_config(cls.Config, options or {}))
-
-
-def task_from_artifact(artifact: Artifact) -> Task:
-    """Rebuild the task an artifact was made for, with its saved state (tokenizer, labels)."""
-    manifest = artifact.manifest
-    task = make_task(manifest["task"]["name"], manifest["task"].get("config", {}))
-    task.restore(artifact, manifest["model_config"])
-    return task
-
-
-def _load_builtins() -> None:
-    from . import causal_lm, digits, text_classification  # noqa: F401  (they register themselves)

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..config import check
 from ..errors import DataError, UsageError
-from .base import ListDataset, Splits, Task, register_task
+from .base import ListDataset, Splits, Task
 from .splits import split_indices
 from .textfiles import read_plain
 from .pretrained import model_from_config, pretrained_config, pretrained_model
@@ -44,7 +44,6 @@ class CausalLM(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
 
-@register_task
 class CausalLMTask(Task):
     name = "causal-lm"
     description = "GPT-2-style decoder (preset tiny/small or a Hugging Face folder) on a plain text file; perplexity"

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import check
 from ..errors import DataError, UsageError
-from .base import ListDataset, Splits, Task, register_task
+from .base import ListDataset, Splits, Task
 from .splits import split_indices
 
 
@@ -43,7 +43,6 @@ class DigitsMLP(nn.Module):
         return self.classifier(pixels)
 
 
-@register_task
 class DigitsTask(Task):
     name = "digits"
     description = "scikit-learn's 8x8 digits (1,797 images, 10 classes), small CNN; built in, no --data needed"

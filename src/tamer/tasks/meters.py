@@ -2,12 +2,26 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
 import torch
 
-from .base import Meter
+
+class Meter(ABC):
+    """Accumulates a task's outputs over batches and summarizes them as metrics."""
+
+    def __init__(self, task: Task):
+        self.task = task
+
+    @abstractmethod
+    def update(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor], loss: torch.Tensor) -> None:
+        ...
+
+    @abstractmethod
+    def result(self) -> dict[str, Any]:
+        ...
 
 
 class ClassificationMeter(Meter):

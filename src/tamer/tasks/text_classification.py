@@ -1,7 +1,6 @@
 """`text-classification`: a Hugging Face encoder plus a mean-pooled classification head."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -11,7 +10,7 @@ from torch import nn
 
 from ..config import check
 from ..errors import UsageError
-from .base import ListDataset, Splits, Task, register_task
+from .base import ListDataset, Splits, Task
 from .splits import split_indices
 from .textfiles import read_labelled, read_plain
 from .pretrained import model_from_config, pretrained_config, pretrained_model
@@ -78,7 +77,6 @@ class EncoderClassifier(nn.Module):
         return self.head(self.dropout(self.pooled(input_ids, attention_mask)))
 
 
-@register_task
 class TextClassificationTask(Task):
     name = "text-classification"
     description = "any Hugging Face encoder + classification head; data TSV (text<TAB>label), CSV or JSONL"

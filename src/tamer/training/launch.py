@@ -12,7 +12,7 @@ from typing import Any
 
 from ..artifact import Artifact
 from ..errors import JobFailed, UsageError
-from ..tasks.base import Task, get_task_class
+from ..tasks import Task, get_task_class
 from .config import TrainConfig
 
 LAUNCH_ONLY = ("nproc", "nnodes", "node_rank", "rdzv", "max_restarts")
