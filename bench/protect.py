@@ -99,9 +99,9 @@ def bench_encryption(size_mb: int, big_gb: float) -> dict:
 
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from tamer.protection import crypto
+    from tamer.protection import crypto, keys
 
-    secret = crypto.Secret(key=crypto.generate_key())
+    secret = keys.Secret(key=keys.generate_key())
     chunk = crypto.DEFAULT_CHUNK
     size = size_mb * (1 << 20) // chunk * chunk
     data = os.urandom(size)
@@ -174,7 +174,7 @@ def bench_encryption(size_mb: int, big_gb: float) -> dict:
         manifest["id"] = content_id(manifest)
         (art / MANIFEST).write_text(json.dumps(manifest))
         key = tmp / "k.key"
-        crypto.write_key_file(key)
+        keys.write_key_file(key)
         cli = [sys.executable, "-X", "importtime", "-m", "tamer"]
         rss, seconds, err = _child_rss([*cli, "encrypt", str(art), "--key-file", str(key), "--out", str(tmp / "sealed")])
         imported = {line.rsplit("|", 1)[-1].strip() for line in err.splitlines() if line.startswith("import time:")}

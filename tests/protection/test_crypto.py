@@ -5,8 +5,9 @@ import struct
 
 import pytest
 
-from tamer.protection import crypto
-from tamer.protection.crypto import HEADER_SIZE, NONCE, TAG, DecryptionError, Secret
+from tamer.protection import crypto, keys
+from tamer.protection.crypto import HEADER_SIZE, NONCE, TAG
+from tamer.protection.keys import DecryptionError, Secret
 
 KEY = Secret(key=bytes(range(32)))
 
@@ -104,7 +105,7 @@ def test_wrong_key_and_wrong_kind_of_secret_are_refused():
 def test_passphrase_uses_scrypt_with_params_in_header():
     secret = Secret(passphrase=b"correct horse battery")
     blob = crypto.encrypt_bytes(b"hello", secret)
-    assert blob[9] == crypto.KDF_SCRYPT and blob[10] == crypto.SCRYPT_LOG2N >= 17
+    assert blob[9] == keys.KDF_SCRYPT and blob[10] == keys.SCRYPT_LOG2N >= 17
     assert crypto.decrypt_bytes(blob, secret) == b"hello"
     with pytest.raises(DecryptionError, match="wrong key"):
         crypto.decrypt_bytes(blob, Secret(passphrase=b"wrong horse battery"))
@@ -161,13 +162,13 @@ def test_memory_stays_bounded_by_chunk_size():
 
 
 def test_key_file_round_trip_and_refusals(tmp_path):
-    path = crypto.write_key_file(tmp_path / "k.key")
+    path = keys.write_key_file(tmp_path / "k.key")
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    assert len(crypto.read_key_file(path)) == 32
+    assert len(keys.read_key_file(path)) == 32
     with pytest.raises(crypto.UsageError, match="already exists"):
-        crypto.write_key_file(path)
+        keys.write_key_file(path)
     (tmp_path / "bad.key").write_text("hello")
     with pytest.raises(crypto.UsageError, match="not a tamer key"):
-        crypto.read_key_file(tmp_path / "bad.key")
+        keys.read_key_file(tmp_path / "bad.key")
     with pytest.raises(crypto.UsageError, match="unset"):
-        crypto.secret_from_options(passphrase_env="TAMER_TEST_SURELY_UNSET")
+        keys.secret_from_options(passphrase_env="TAMER_TEST_SURELY_UNSET")

@@ -11,9 +11,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from tamer.errors import UsageError
-from tamer.protection import crypto
+from tamer.protection import crypto, keys
 from tamer.protection.config import EncryptConfig
-from tamer.protection.crypto import HEADER_SIZE, NONCE, DecryptionError, Secret
+from tamer.protection.crypto import HEADER_SIZE, NONCE
+from tamer.protection.keys import DecryptionError, Secret
 from v1_format import seal_v1
 
 KEY = Secret(key=bytes(range(32)))
@@ -27,7 +28,7 @@ def _hkdf(master: bytes, salt: bytes, info: bytes) -> bytes:
 def test_passphrase_files_cost_scrypt_n_2_17_at_least():
     blob = crypto.encrypt_bytes(b"weights", PASS)
     log2n, r, p = blob[10], blob[11], blob[12]
-    assert log2n >= 17 and crypto.scrypt_memory(log2n, r, p) >= 128 << 20
+    assert log2n >= 17 and keys.scrypt_memory(log2n, r, p) >= 128 << 20
     assert crypto.decrypt_bytes(blob, PASS) == b"weights"
 
 
@@ -39,8 +40,8 @@ def test_a_header_asking_for_over_1_gib_of_scrypt_is_refused_before_any_work(log
     def no_scrypt(*args, **kwargs):
         raise AssertionError("scrypt ran for a header that asks for too much memory")
 
-    monkeypatch.setattr(crypto, "Scrypt", no_scrypt)
-    crypto._SCRYPT_CACHE.clear()
+    monkeypatch.setattr(keys, "Scrypt", no_scrypt)
+    keys._SCRYPT_CACHE.clear()
     with pytest.raises(DecryptionError, match="1 GiB"):
         crypto.decrypt_bytes(bytes(blob), PASS)
 
@@ -89,7 +90,7 @@ def test_version_1_files_still_open_and_are_still_authenticated():
     with pytest.raises(DecryptionError, match="wrong key"):
         crypto.decrypt_bytes(old, Secret(key=bytes(32)))
     salt = os.urandom(16)  # a version 1 passphrase file: scrypt n = 2^15
-    master = crypto.Secret(passphrase=PASS.passphrase).derive(salt, 15, 8, 1)
+    master = keys.Secret(passphrase=PASS.passphrase).derive(salt, 15, 8, 1)
     old = seal_v1(b"hello", master, chunk=1 << 20, kdf=1, scrypt=(15, 8, 1), salt=salt)
     assert crypto.decrypt_bytes(old, PASS) == b"hello"
 

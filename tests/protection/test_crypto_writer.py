@@ -6,9 +6,9 @@ import threading
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tamer.protection import crypto
+from tamer.protection import crypto, keys
 
-KEY = crypto.Secret(key=bytes(range(32)))
+KEY = keys.Secret(key=bytes(range(32)))
 
 
 @pytest.fixture(autouse=True)

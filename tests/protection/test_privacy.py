@@ -3,10 +3,8 @@ import json
 import math
 
 import pytest
-import torch
 from torch import nn
 
-import tamer
 from tamer.cli import main
 from tamer.errors import UsageError
 from tamer.protection import PrivacyConfig

@@ -306,7 +306,7 @@ def test_decrypted_files_are_owner_only(tmp_path):
 def test_a_version_1_sealed_folder_still_opens(trained, tmp_path):
     from v1_format import seal_v1_folder
 
-    from tamer.protection.crypto import read_key_file
+    from tamer.protection.keys import read_key_file
 
     root, art, key = trained
     seal_v1_folder(art.path, tmp_path / "old", read_key_file(key))

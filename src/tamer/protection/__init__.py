@@ -1,6 +1,6 @@
 """Guarding data and weights: encrypted artifacts, PII scrubbing, differentially private and federated training."""
 from .config import EncryptConfig, PrivacyConfig, ScrubConfig
-from .crypto import DecryptionError, Secret, secret_from_options, write_key_file
+from .keys import DecryptionError, Secret, secret_from_options, write_key_file
 from .sealed import CryptReport, decrypt_artifact, encrypt_artifact, is_encrypted, open_encrypted
 
 __all__ = ["CryptReport", "DecryptionError", "EncryptConfig", "PrivacyConfig", "ScrubConfig", "Secret",

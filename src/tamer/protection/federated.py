@@ -33,7 +33,7 @@ from ..progress import progress_bar
 from ..report import Report, figure_html, table_html
 from ..tasks.base import Task
 from .config import PrivacyConfig
-from .privacy import refuse_fitted_state
+from .privacy import epsilon_for, noise_for, refuse_fitted_state
 from .secure_random import SecureRandom
 
 
@@ -209,10 +209,7 @@ def federate(task: Task, config: FederateConfig, out: str | Path, privacy: Priva
     model = task.build_model(task.model_config())
     sigma = 0.0
     if privacy is not None and privacy.private:
-        from opacus.accountants.utils import get_noise_multiplier
-
-        sigma = float(get_noise_multiplier(target_epsilon=privacy.epsilon, target_delta=privacy.delta, sample_rate=1.0,
-                                           steps=config.rounds, accountant="rdp"))
+        sigma = noise_for(privacy.epsilon, privacy.delta, 1.0, config.rounds)
     history, started = [], time.perf_counter()
     with progress_bar(show_progress) as bar:
         job = bar.add_task("federate", total=config.rounds)
@@ -221,8 +218,6 @@ def federate(task: Task, config: FederateConfig, out: str | Path, privacy: Priva
             val = task.evaluate(model, splits.val, config.eval_batch_size)
             row = {"round": rnd, "val_loss": val["loss"], f"val_{task.metric}": val[task.metric]}
             if sigma:
-                from .privacy import epsilon_for
-
                 row["epsilon"] = epsilon_for(sigma, 1.0, rnd, privacy.delta)
             history.append(row)
             bar.update(job, advance=1, description=f"round {rnd} val {task.metric} {val[task.metric]:.4f}")

@@ -149,16 +149,16 @@ class SecurePoissonSampler:
 
 def add_secure_noise(optimizer, rng: SecureRandom) -> None:
     """Make an Opacus DP optimizer draw its Gaussian noise from `rng` (what its `secure_mode` does with torchcsprng,
-    which no longer builds against current torch): the same mechanism and standard deviation, a secure source."""
-    from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
-
+    which no longer builds against current torch): the same mechanism and standard deviation, a secure source.
+    A sum of clipped gradients is noised once: noising it twice in one step is refused, as Opacus refuses it."""
     def add_noise() -> None:
         std = getattr(optimizer, "_adjusted_noise_multiplier", optimizer.noise_multiplier) * optimizer.max_grad_norm
         for p in optimizer.params:
-            _check_processed_flag(p.summed_grad)
-            noise = rng.normal(p.summed_grad.shape, std, p.summed_grad.dtype, p.summed_grad.device)
-            p.grad = (p.summed_grad + noise).view_as(p)
-            _mark_as_processed(p.summed_grad)
+            summed = p.summed_grad
+            if getattr(summed, "tamer_noised", False):
+                raise RuntimeError("a sum of clipped gradients was about to be noised twice in one step.")
+            p.grad = (summed + rng.normal(summed.shape, std, summed.dtype, summed.device)).view_as(p)
+            summed.tamer_noised = True
 
     optimizer.add_noise = add_noise
 

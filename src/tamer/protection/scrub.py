@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 
 from ..errors import DataError, UsageError
 from ..report import Report, table_html
-from . import crypto
+from . import crypto, keys
 from .config import ScrubConfig
 from .detect import DETECTORS, Found, check_entities, find_pii
 
@@ -89,8 +89,8 @@ class Replacer:
             raise UsageError(f"--mode {mode} needs --key-file or --passphrase-env; an unkeyed digest is reversed by "
                              "trying every phone number.")
         self.mode = mode
-        self.hash_key = crypto.subkey(key, "scrub hash") if key else None
-        self.pseudo_key = crypto.subkey(key, "scrub pseudonym") if key else None
+        self.hash_key = keys.subkey(key, "scrub hash") if key else None
+        self.pseudo_key = keys.subkey(key, "scrub pseudonym") if key else None
         self.mapping: dict[str, str] = {}
         self.digests: dict[str, bytes] = {}  # hash mode: token -> full digest, to tell a collision from a repeat
 
@@ -282,7 +282,7 @@ def scrub_file(path: str | os.PathLike, out: str | os.PathLike | None = None, co
     for target in filter(None, (out, mapping_path)):
         if target.exists():
             raise UsageError(f"output {str(target)!r} already exists; pass a new --out (tamer never overwrites).")
-    secret = (crypto.secret_from_options(config.key_file, config.passphrase_env)
+    secret = (keys.secret_from_options(config.key_file, config.passphrase_env)
               if (config.key_file or config.passphrase_env) else None)
     # a fixed salt keeps pseudonyms consistent across files and runs under one passphrase (scrypt still stretches it)
     salt = hashlib.sha256(b"tamer scrub salt").digest()[:16]
@@ -336,7 +336,7 @@ def scrub_file(path: str | os.PathLike, out: str | os.PathLike | None = None, co
                        mapping=str(mapping_path) if mapping_path else None, ragged_rows=notes["ragged_rows"])
 
 
-def read_pseudonyms(mapping_path: str | os.PathLike, secret: crypto.Secret) -> dict[str, str]:
+def read_pseudonyms(mapping_path: str | os.PathLike, secret: keys.Secret) -> dict[str, str]:
     """The token -> value mapping of a pseudonymized file; only the key that wrote it opens it."""
     path = Path(mapping_path)
     if not path.is_file():
@@ -354,7 +354,7 @@ def restore_pseudonyms(text: str, mapping: dict[str, str]) -> str:
     return rx.sub(lambda m: mapping[m.group()], text)
 
 
-def restore_file(path: str | os.PathLike, mapping_path: str | os.PathLike, secret: crypto.Secret,
+def restore_file(path: str | os.PathLike, mapping_path: str | os.PathLike, secret: keys.Secret,
                  out: str | os.PathLike | None = None) -> Path:
     """Undo `pseudonymize` on a scrubbed file, field by field (so CSV quoting and JSON escaping stay right)."""
     path = Path(path)

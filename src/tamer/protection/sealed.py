@@ -26,7 +26,7 @@ from pathlib import Path
 from ..artifact import MANIFEST, Artifact, check_file_name, folder_files, listed_files, parse_manifest
 from ..errors import ArtifactError, UsageError
 from ..report import Report, table_html
-from . import crypto
+from . import crypto, keys
 from .crypto import DecryptionError, Secret
 
 ENCRYPTION = "encryption.json"
@@ -42,7 +42,7 @@ def is_encrypted(path: str | os.PathLike) -> bool:
 
 def _manifest_tag(master: bytes, manifest: bytes, info: dict, version: int = FORMAT_VERSION) -> str:
     body = manifest + json.dumps({k: info[k] for k in sorted(info) if k != "manifest_hmac"}, sort_keys=True).encode()
-    key = crypto.subkey(master, "manifest") if version == 1 else crypto.hkdf(master, b"", b"tamer v2 artifact manifest")
+    key = keys.subkey(master, "manifest") if version == 1 else keys.hkdf(master, b"", b"tamer v2 artifact manifest")
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 

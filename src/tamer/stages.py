@@ -1,0 +1,203 @@
+"""The verbs a recipe may name: for each, how its options are checked before anything runs and how it runs."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+
+from .artifact import Artifact
+from .errors import UsageError
+from .report import Report
+
+@dataclass
+class Context:
+    """What flows between stages: the task, its options, the latest artifact, the run folder."""
+
+    task: str
+    task_options: dict[str, Any]
+    out: Path
+    progress: bool
+    artifact: Artifact | None = None
+    sealed: str | None = None  # the encrypt stage's output (and its key, when the stage made one)
+    remove_plaintext: bool = False  # the encrypt stage asked to delete the run's plaintext artifacts at the end
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A verb a recipe may name: how to check its options and how to run it."""
+
+    verb: str
+    check: Callable[[Context, dict[str, Any]], None]
+    run: Callable[[Context, dict[str, Any], Path], Report]
+
+
+def _train_check(ctx: Context, options: dict[str, Any]) -> None:
+    from .api import split_options
+    from .tasks import get_task_class, make_task
+
+    _, task_opts = split_options(get_task_class(ctx.task), options)
+    make_task(ctx.task, {**ctx.task_options, **task_opts})
+
+
+def _train_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    from .api import train
+
+    ctx.artifact = train(ctx.task, out=folder / "artifact", progress=ctx.progress, **{**ctx.task_options, **options})
+    return ctx.artifact.report
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    data: str | None = None
+    batch_size: int = 256
+
+
+def _evaluate_check(ctx: Context, options: dict[str, Any]) -> None:
+    from .config import make_config
+
+    make_config(EvaluateOptions, options)
+
+
+def _evaluate_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    from .api import evaluate
+    from .config import make_config
+
+    opts = make_config(EvaluateOptions, options)
+    if ctx.artifact is None:
+        raise UsageError("the evaluate stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    return evaluate(ctx.artifact, data=opts.data, batch_size=opts.batch_size)
+
+
+def _explain_options(options: dict[str, Any]):
+    from .config import make_config
+    from .explanation.config import ExplainConfig
+
+    config = make_config(ExplainConfig, options)
+    if not config.has_source:  # a recipe with no inputs explains the first test examples
+        config = dataclasses.replace(config, index=tuple(range(8)))
+    return config
+
+
+def _explain_check(ctx: Context, options: dict[str, Any]) -> None:
+    _explain_options(options)
+
+
+def _explain_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    from .api import explain
+
+    if ctx.artifact is None:
+        raise UsageError("the explain stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    return explain(ctx.artifact, _explain_options(options), out=folder / "explanation", progress=ctx.progress)
+
+
+def _compress_check(ctx: Context, options: dict[str, Any]) -> None:
+    from .compression.config import CompressConfig
+    from .config import make_config
+
+    make_config(CompressConfig, options)
+
+
+def _compress_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    from .api import compress
+    from .compression.config import CompressConfig
+    from .config import make_config
+
+    if ctx.artifact is None:
+        raise UsageError("the compress stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    ctx.artifact = compress(ctx.artifact, make_config(CompressConfig, options), out=folder / "artifact",
+                            progress=ctx.progress)
+    return ctx.artifact.report
+
+
+def key_dir() -> Path:
+    """Where the encrypt stage writes a key it generates: never the run folder that holds the ciphertext.
+    $TAMER_KEY_DIR, else $XDG_CONFIG_HOME/tamer/keys, else ~/.config/tamer/keys (made owner-only)."""
+    if os.environ.get("TAMER_KEY_DIR"):
+        return Path(os.environ["TAMER_KEY_DIR"])
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "tamer" / "keys"
+
+
+def _encrypt_options(options: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    opts = {k: v for k, v in options.items() if k != "remove_plaintext"}
+    remove = options.get("remove_plaintext", False)
+    if not isinstance(remove, bool):
+        raise UsageError(f"encrypt: remove_plaintext {remove!r} is not accepted; use true or false.")
+    return opts, remove
+
+
+def _encrypt_check(ctx: Context, options: dict[str, Any]) -> None:
+    from .config import make_config
+    from .protection.config import EncryptConfig
+
+    opts, _ = _encrypt_options(options)
+    if not (opts.get("key_file") or opts.get("passphrase_env")):
+        opts["key_file"] = "generated"  # the stage writes a new key outside the run folder
+    make_config(EncryptConfig, opts)
+
+
+def _encrypt_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    """Seal the latest artifact with the recipe's key_file / passphrase_env; without either, a new key is written
+    under `key_dir()` (0600), outside the run folder, and the run's summary says where."""
+    from .api import encrypt, keygen
+    from .config import make_config
+    from .protection.config import EncryptConfig
+
+    if ctx.artifact is None:
+        raise UsageError("the encrypt stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    opts, ctx.remove_plaintext = _encrypt_options(options)
+    made_key = not (opts.get("key_file") or opts.get("passphrase_env"))
+    if made_key:
+        keys = key_dir()
+        keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stem = f"{ctx.out.resolve().name}-{ctx.artifact.id}"
+        candidates = (keys / f"{stem}{f'-{i}' if i else ''}.key" for i in range(1000))
+        opts["key_file"] = str(keygen(next(p for p in candidates if not p.exists())))
+    report = encrypt(ctx.artifact, make_config(EncryptConfig, opts), out=folder / "artifact.encrypted")
+    ctx.sealed = str(folder / "artifact.encrypted") + (f" (new key {opts['key_file']}, owner-only, kept outside the run "
+                                                       f"folder: store it apart from the ciphertext)" if made_key else "")
+    return report
+
+
+def plaintext_artifacts(ctx: Context) -> list[Path]:
+    """Unencrypted artifact folders this run wrote, then the input artifact when it lies outside the run."""
+    found = sorted(p.parent for p in ctx.out.rglob("manifest.json") if not (p.parent / "encryption.json").exists())
+    if ctx.artifact is not None and ctx.out.resolve() not in ctx.artifact.path.resolve().parents:
+        found.append(ctx.artifact.path)
+    return found
+
+
+def _scrub_check(ctx: Context, options: dict[str, Any]) -> None:
+    from .config import make_config
+    from .protection.config import ScrubConfig
+
+    opts = {k: v for k, v in options.items() if k != "input"}
+    if not (options.get("input") or ctx.task_options.get("data")):
+        raise UsageError("the scrub stage needs text data: give `input:` or the recipe's `options: {data: FILE}`.")
+    make_config(ScrubConfig, opts)
+
+
+def _scrub_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    """Scrub the task's data file; later stages (train) read the scrubbed copy."""
+    from .api import scrub
+    from .config import make_config
+    from .protection.config import ScrubConfig
+
+    source = Path(options.get("input") or ctx.task_options["data"])
+    report = scrub(source, make_config(ScrubConfig, {k: v for k, v in options.items() if k != "input"}),
+                   out=folder / source.name, progress=ctx.progress)
+    ctx.task_options["data"] = report.out
+    return report
+
+
+STAGES: dict[str, Stage] = {
+    "train": Stage("train", _train_check, _train_run),
+    "evaluate": Stage("evaluate", _evaluate_check, _evaluate_run),
+    "explain": Stage("explain", _explain_check, _explain_run),
+    "compress": Stage("compress", _compress_check, _compress_run),
+    "scrub": Stage("scrub", _scrub_check, _scrub_run),
+    "encrypt": Stage("encrypt", _encrypt_check, _encrypt_run),
+}
