@@ -104,9 +104,7 @@ def attribute(method: str, forward: Callable, inputs: torch.Tensor, baselines: t
         if method == "shap":
             algo = KernelShap(forward)
         else:
-            from captum._utils.models.linear_model import SkLearnRidge
-
-            algo = Lime(forward, interpretable_model=SkLearnRidge(alpha=1e-2))
+            algo = Lime(forward, interpretable_model=WeightedRidge(alpha=1e-2))
         with seeded(seed), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*multiple inputs for Lime.*")  # one surrogate per example is what we want
             values = algo.attribute(inputs, baselines=baselines, target=target, additional_forward_args=extra,
@@ -114,6 +112,25 @@ def attribute(method: str, forward: Callable, inputs: torch.Tensor, baselines: t
                                     perturbations_per_eval=max(1, min(n_samples, per_eval)))
         return Attribution(values.detach().float(), grouped=text)
     raise ValueError(f"unknown method {method!r}")
+
+
+class WeightedRidge:
+    """LIME's surrogate: ridge regression of the outputs on the kept-feature masks, each sample weighted by its
+    similarity to the input (Ribeiro et al. 2016). Captum's `Lime` takes any object with `fit(loader)` and
+    `representation()`; its own ridge lives in a private module."""
+
+    def __init__(self, alpha: float):
+        self.alpha, self.coef = alpha, None
+
+    def fit(self, loader) -> None:
+        from sklearn.linear_model import Ridge
+
+        xs, ys, ws = zip(*loader)
+        x, y, w = (torch.cat(part).numpy() for part in (xs, ys, ws))
+        self.coef = torch.as_tensor(Ridge(alpha=self.alpha).fit(x, y, sample_weight=w).coef_, dtype=torch.float32).reshape(1, -1)
+
+    def representation(self) -> torch.Tensor:
+        return self.coef
 
 
 def _integrated_gradients(ig, inputs, baselines, target, extra, n_steps, max_steps, tolerance, row_budget, text) -> Attribution:
