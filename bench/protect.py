@@ -346,10 +346,10 @@ def bench_federated(quick: bool) -> dict:
     task = make_task("digits")
     splits = task.prepare(0)
     labels = np.asarray([splits.train[i]["labels"] for i in range(len(splits.train))])
-    config = FederateConfig(clients=10, rounds=rounds, split="dirichlet", alpha=0.5)
+    config = FederateConfig(clients=10, rounds=rounds, split="dirichlet", dirichlet_alpha=0.5)
     torch.manual_seed(0)
     init = task.build_model(task.model_config())
-    out = {"clients": 10, "rounds": rounds, "alpha": 0.5}
+    out = {"clients": 10, "rounds": rounds, "dirichlet_alpha": 0.5}
     shards = deal(labels, 10, "dirichlet", 0.5, 0)
     history = []
     t0 = time.perf_counter()

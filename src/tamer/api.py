@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .artifact import Artifact
 from .config import make_config
-from .errors import ArtifactError, UsageError
+from .errors import ArtifactError, UsageError, refuse_existing
 
 if TYPE_CHECKING:
     from .tasks.base import Task
@@ -124,14 +124,14 @@ def _train_private(task: str | Task, privacy, out, progress: bool, options: dict
                                             out or default_out(task.name), show_progress=progress))
 
 
-def evaluate(artifact: str | Path | Artifact, data: str | None = None, batch_size: int = 256,
+def evaluate(artifact: str | Path | Artifact, data: str | None = None, eval_batch_size: int = 256,
              key_file: str | None = None, passphrase_env: str | None = None) -> EvalReport:
     """Accuracy, macro-F1 and confusion matrix (classifiers) or perplexity (language models)."""
     from .training import evaluate as _evaluate
 
     if not isinstance(artifact, Artifact):
         artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
-    return _evaluate(artifact, data, batch_size)
+    return _evaluate(artifact, data, eval_batch_size)
 
 
 def predict(artifact: str | Path | Artifact, inputs: Any = None, *, index: int | None = None, max_new_tokens: int = 20,
@@ -217,7 +217,7 @@ def explain(artifact: str | Path | Artifact, config=None, *, out: str | Path | N
 def federate(task: str | Task = "digits", config=None, *, out: str | Path | None = None, progress: bool = True,
              **options: Any) -> Artifact:
     """Federated averaging over simulated clients (FederateConfig fields), optionally with client-level DP
-    (private, epsilon, delta, max_grad_norm); other options configure the task."""
+    (private, epsilon, delta; each client's update clipped to max_update_norm); other options configure the task."""
     from .protection.config import PrivacyConfig
     from .protection.federated import FederateConfig
     from .protection.federated import federate as _federate
@@ -225,6 +225,9 @@ def federate(task: str | Task = "digits", config=None, *, out: str | Path | None
 
     names = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
     pick = lambda cls: {k: options.pop(k) for k in list(options) if k.replace("-", "_") in names(cls)}  # noqa: E731
+    if "max_grad_norm" in {k.replace("-", "_") for k in options}:
+        raise UsageError("federate clips each client's update, not each example's gradient: pass max_update_norm "
+                         "(--max-update-norm) instead of max_grad_norm.")
     privacy = make_config(PrivacyConfig, pick(PrivacyConfig))
     fed = pick(FederateConfig)
     config = dataclasses.replace(config, **fed) if config is not None else make_config(FederateConfig, fed)
@@ -268,17 +271,15 @@ def _sealed_children(write, out: Path, key_file: str | None, passphrase_env: str
     from .protection import encrypt_artifact, secret_from_options
 
     secret = secret_from_options(key_file, passphrase_env)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")
+    refuse_existing(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".tamer-sealing-", dir=out.parent))  # owner-only
     try:
         report = write(work / out.name).report
         written = sorted(p for p in work.iterdir() if (p / "manifest.json").is_file())
         targets = [out.with_name(p.name) for p in written]
-        taken = [t for t in targets if t.exists() and (not t.is_dir() or any(t.iterdir()))]
-        if taken:
-            raise UsageError(f"output {str(taken[0])!r} already exists; pass a new --out folder.")
+        for target in targets:
+            refuse_existing(target)
         for folder, target in zip(written, targets):
             encrypt_artifact(Artifact.load(folder), target, secret)
     finally:

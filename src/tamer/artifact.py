@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Mapping
 
-from .errors import ArtifactError, UsageError
+from .errors import ArtifactError, refuse_existing
 
 if TYPE_CHECKING:
     import torch
@@ -293,9 +293,7 @@ def save_artifact(
     """
     from safetensors.torch import save_file
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")
+    out = refuse_existing(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tamer-tmp-", dir=out.parent))
     try:

@@ -46,7 +46,7 @@ def _sealed_input_arguments(p: argparse.ArgumentParser) -> None:
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help="artifact folder")
     p.add_argument("--data", help="data file (default: the test split the artifact was trained with)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--eval-batch-size", type=int, default=256, help="examples per evaluation step (default: 256)")
     _sealed_input_arguments(p)
 
 
@@ -73,7 +73,7 @@ def _federate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="artifact folder to write (default: artifacts/TASK-TIME)")
     p.add_argument("--data", help="data file for the task")
     add_config_arguments(p, FederateConfig)
-    add_config_arguments(p, PrivacyConfig)
+    add_config_arguments(p, PrivacyConfig, skip=("max_grad_norm",))  # federate clips updates: --max-update-norm
 
 
 def _scrub_arguments(p: argparse.ArgumentParser) -> None:
@@ -302,7 +302,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     if extra:
         raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see `tamer {args.verb} --help`).")
     if args.verb == "evaluate":
-        report = api.evaluate(args.artifact, data=args.data, batch_size=args.batch_size,
+        report = api.evaluate(args.artifact, data=args.data, eval_batch_size=args.eval_batch_size,
                                 key_file=args.key_file, passphrase_env=args.passphrase_env)
         _emit(args, {"headline": _headline(report.task, report.metrics, "test" if report.data == "test split" else report.data),
                      **report.to_dict()}, report.summary())

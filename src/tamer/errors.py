@@ -28,3 +28,15 @@ class JobFailed(TamerError):
 
 class GateFailed(JobFailed):
     """A recipe gate that a stage's metrics did not pass."""
+
+
+def refuse_existing(out, what: str = "an artifact", folder: bool = True):
+    """`out` as a Path, or a UsageError when something is already there: tamer never overwrites. With `folder`, an
+    empty folder counts as free (a user may make it first)."""
+    from pathlib import Path
+
+    out = Path(out)
+    if out.exists() and (not folder or not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"output {str(out)!r} already exists; pass a new --out {'folder' if folder else 'path'} "
+                         f"(tamer never overwrites {what}).")
+    return out

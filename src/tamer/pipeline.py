@@ -18,7 +18,7 @@ from typing import Any, Callable
 import yaml
 
 from .artifact import Artifact
-from .errors import GateFailed, TamerError, UsageError
+from .errors import GateFailed, TamerError, UsageError, refuse_existing
 from .report import Report, table_html, write_page
 from .stages import STAGES, Context, Stage, plaintext_artifacts
 
@@ -167,8 +167,7 @@ def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, 
     spec = load_recipe(recipe)
     name = str(spec.get("name") or (Path(recipe).stem if isinstance(recipe, (str, Path)) else "recipe"))
     out = Path(out) if out else Path("runs") / f"{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"run folder {str(out)!r} already exists; pass a new --out folder.")
+    refuse_existing(out, "a run")
     ctx = Context(task=str(spec.get("task", "digits")), task_options=dict(spec.get("options") or {}), out=out, progress=progress)
     if spec.get("artifact"):
         ctx.artifact = Artifact.load(spec["artifact"])

@@ -52,7 +52,7 @@ def _train_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
 @dataclass(frozen=True)
 class EvaluateOptions:
     data: str | None = None
-    batch_size: int = 256
+    eval_batch_size: int = 256
 
 
 def _evaluate_check(ctx: Context, options: dict[str, Any]) -> None:
@@ -68,7 +68,7 @@ def _evaluate_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report
     opts = make_config(EvaluateOptions, options)
     if ctx.artifact is None:
         raise UsageError("the evaluate stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
-    return evaluate(ctx.artifact, data=opts.data, batch_size=opts.batch_size)
+    return evaluate(ctx.artifact, data=opts.data, eval_batch_size=opts.eval_batch_size)
 
 
 def _explain_options(options: dict[str, Any]):

@@ -45,7 +45,7 @@ def test_distillation_beats_the_same_student_trained_alone(digits_teacher):
     subset = Subset(splits.train, torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))[:100].tolist())
     spec, gains = "hidden=32,channels=8", []
     for seed in range(3):
-        config = CompressConfig(distill_into=spec, distill_epochs=60, seed=seed, temperature=2.0, alpha=0.5)
+        config = CompressConfig(distill_into=spec, distill_epochs=60, seed=seed, temperature=2.0, distill_alpha=0.5)
         accuracy = []
         for teach in (teacher, None):
             student, _, mapping, _ = build_student(task, teacher, digits_teacher.manifest["model_config"], spec, seed)

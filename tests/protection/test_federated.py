@@ -109,17 +109,27 @@ def test_deal_covers_every_example_once(split, alpha):
 
 def test_cli_federate_digits_and_bad_options(tmp_path, capsys):
     out = tmp_path / "fed"
-    assert main(["federate", "digits", "--clients", "3", "--rounds", "2", "--split", "dirichlet", "--alpha", "0.5",
+    assert main(["federate", "digits", "--clients", "3", "--rounds", "2", "--split", "dirichlet", "--dirichlet-alpha", "0.5",
                  "--channels", "8", "--hidden", "16", "--out", str(out), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert len(payload["report"]["history"]) == 2 and payload["report"]["clients"] == 3
     assert main(["evaluate", str(out), "--json"]) == 0
     capsys.readouterr()
-    for bad in (["--clients", "0"], ["--split", "random"], ["--alpha", "0"], ["--rounds", "x"], ["--epsilon", "-1"],
-                ["--no-such-option", "1"]):
+    for bad in (["--clients", "0"], ["--split", "random"], ["--dirichlet-alpha", "0"], ["--max-update-norm", "0"], ["--rounds", "x"], ["--epsilon", "-1"],
+                ["--no-such-option", "1"], ["--private", "--max-grad-norm", "1"]):
         assert main(["federate", "digits", "--out", str(tmp_path / "x"), *bad]) == 2, bad
         assert "error" in capsys.readouterr().err
         assert not (tmp_path / "x").exists()
+
+
+def test_federate_clips_updates_by_its_own_name(tmp_path):
+    """--max-grad-norm is DP-SGD's per-example clipping; federate clips each client's update (--max-update-norm)."""
+    import tamer
+    from tamer.errors import UsageError
+
+    with pytest.raises(UsageError, match="max_update_norm"):
+        tamer.federate("digits", out=tmp_path / "f", private=True, max_grad_norm=1.0, progress=False)
+    assert not (tmp_path / "f").exists()
 
 
 def test_fedavg_on_a_skewed_digits_split_learns_with_the_default_budget():
@@ -137,7 +147,7 @@ def test_fedavg_on_a_skewed_digits_split_learns_with_the_default_budget():
     torch.manual_seed(0)
     model = task.build_model(task.model_config())
     history = []
-    config = FederateConfig(clients=5, rounds=4, split="dirichlet", alpha=0.5)
+    config = FederateConfig(clients=5, rounds=4, split="dirichlet", dirichlet_alpha=0.5)
     run_rounds(task, model, [Subset(splits.train, s.tolist()) for s in shards], config,
                after_round=lambda r: history.append(task.evaluate(model, splits.val)["accuracy"]))
     assert history[-1] > history[0] and history[-1] >= 0.85, history

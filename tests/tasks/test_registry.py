@@ -1,6 +1,7 @@
 """The task registry: built-ins, unknown names, and a user's own task (regression with MSE)."""
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -75,3 +76,17 @@ def test_user_task_trains_with_mse_to_the_closed_form(tmp_path):
     assert art.metrics["test"]["mse"] < 1e-3
     report = tamer.evaluate(art)
     assert report.metrics["mse"] == pytest.approx(art.metrics["test"]["mse"], rel=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_classification_meter_agrees_with_scikit_learn(seed):
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    from tamer.tasks.meters import confusion_counts, macro_f1
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 12))
+    labels, preds = rng.integers(0, k - 1, 200), rng.integers(0, k, 200)  # class k-1 never true, maybe never predicted
+    confusion = confusion_counts(labels, preds, k)
+    assert (confusion == confusion_matrix(labels, preds, labels=list(range(k)))).all()
+    assert macro_f1(confusion) == pytest.approx(f1_score(labels, preds, labels=list(range(k)), average="macro", zero_division=0))

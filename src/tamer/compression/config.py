@@ -37,7 +37,7 @@ class CompressConfig:
     distill_into: str | None = field(None, "student shape, e.g. 'layers=2' or 'layers=2,hidden=128,intermediate=512' (transformers; an encoder classifier also takes vocab=N: keep the N most frequent training tokens) or 'hidden=32,channels=8' (digits)")
     distill_epochs: int = field(3, "epochs of distillation")
     temperature: float = field(2.0, "softening temperature of teacher and student logits in distillation")
-    alpha: float = field(0.5, "weight of the soft (KL) loss against the hard-label loss in distillation")
+    distill_alpha: float = field(0.5, "weight of the soft (KL) loss against the hard-label loss in distillation")
     distill_augment: bool = field(True, "distillation also matches the teacher on augmented inputs that only it can label: "
                                         "mixup of images / random token replacement in texts (Beyer et al. 2022)")
     hidden_weight: float = field(1.0, "weight of hidden-state matching (transformers) in distillation; 0 turns it off")
@@ -54,7 +54,7 @@ class CompressConfig:
         check(self.distill_epochs >= 1, f"--distill-epochs {self.distill_epochs} must be 1 or more.")
         check(1 <= self.calibration_samples <= 100_000, f"--calibration-samples {self.calibration_samples} is out of range; use 1..100000.")
         check(self.temperature > 0, f"--temperature {self.temperature} must be positive.")
-        check(0.0 <= self.alpha <= 1.0, f"--alpha {self.alpha} is out of range; use a value in [0, 1].")
+        check(0.0 <= self.distill_alpha <= 1.0, f"--distill-alpha {self.distill_alpha} is out of range; use a value in [0, 1].")
         check(self.hidden_weight >= 0, f"--hidden-weight {self.hidden_weight} must be 0 or more.")
         if self.distill_into is not None:
             parse_student_spec(self.distill_into)

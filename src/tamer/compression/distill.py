@@ -2,7 +2,7 @@
 
 Loss per batch (Hinton, Vinyals and Dean 2015, "Distilling the Knowledge in a Neural Network"):
 
-    alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * task loss(student, labels)
+    distill_alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - distill_alpha) * task loss(student, labels)
     + hidden_weight * sum over student blocks of ||W_j h_j - H_m(j)||^2 / ||H_m(j)||^2   (transformers only)
 
 the last term matches each student block's output h_j, through a learned projection W_j (dropped afterwards),
@@ -157,12 +157,12 @@ def train_student(task: Task, student: nn.Module, teacher: nn.Module | None, arc
             t_hooks.start()
         out = task.forward(student, batch)
         hard = task.loss(out, batch)
-        loss = hard if teacher is None else (1 - config.alpha) * hard
+        loss = hard if teacher is None else (1 - config.distill_alpha) * hard
         if teacher is not None:
             with torch.no_grad():
                 t_out = task.forward(teacher, batch)
             soft = soft_loss(task, out, t_out, batch, config.temperature)
-            loss = loss + config.alpha * soft
+            loss = loss + config.distill_alpha * soft
             sums["soft"] += soft.item()
             if match:
                 hid = hidden_loss(s_hooks.take(), t_hooks.take(), projections, mapping, batch.get("attention_mask"))
@@ -175,7 +175,7 @@ def train_student(task: Task, student: nn.Module, teacher: nn.Module | None, arc
                     t_hooks.start()
                 with torch.no_grad():
                     t_view = task.forward(teacher, view)
-                loss = loss + config.alpha * soft_loss(task, task.forward(student, view), t_view, view,
+                loss = loss + config.distill_alpha * soft_loss(task, task.forward(student, view), t_view, view,
                                                        config.temperature)
                 if match:
                     loss = loss + config.hidden_weight * hidden_loss(
@@ -245,7 +245,7 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
     lat = {n: compare_latency(task, {"parent": teacher, "child": student}, latency_batch(task, splits.test, n)) for n in (1, 32)}
     t_params, s_params = count_parameters(teacher), count_parameters(student)
     info = {"teacher_params": t_params, "student_params": s_params, "param_ratio": s_params / t_params,
-            "layer_map": mapping, "init": init, "lr": lr, "temperature": config.temperature, "alpha": config.alpha,
+            "layer_map": mapping, "init": init, "lr": lr, "temperature": config.temperature, "distill_alpha": config.distill_alpha,
             "hidden_weight": config.hidden_weight if mapping else 0.0, "learning_curve": history}
     if s_config.get("token_map_size"):
         unk = task.tokenizer.unk_token_id
@@ -258,7 +258,7 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
     extra = {"teacher_params": t_params, "student_params": s_params, "param_ratio": s_params / t_params}
     if p_metric and c_metric is not None and task.higher_is_better:
         extra["metric_kept"] = c_metric / p_metric
-    detail = f"into {config.distill_into}, {config.distill_epochs} epoch(s), T={config.temperature:g}, alpha={config.alpha:g}"
+    detail = f"into {config.distill_into}, {config.distill_epochs} epoch(s), T={config.temperature:g}, alpha={config.distill_alpha:g}"
     if "vocabulary" in info:
         v = info["vocabulary"]
         extra["test_tokens_unknown"] = v["test_tokens_unknown"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifact import Artifact
-from ..errors import UsageError
+from ..errors import UsageError, refuse_existing
 from .config import CompressConfig
 from .distill import distill_step
 from .export import export_step
@@ -22,9 +22,7 @@ def compress(artifact: Artifact, config: CompressConfig, out: str | Path, progre
     if not steps and not config.export:
         raise UsageError("compress was given nothing to do; pass --quantize int8|int4, --prune FRACTION, "
                          "--distill-into SPEC or --export onnx.")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")
+    out = refuse_existing(out)
     chain = steps + (["export"] if config.export else [])
     current, results = artifact, []
     for i, step in enumerate(chain):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..artifact import Artifact
-from ..errors import UsageError
+from ..errors import UsageError, refuse_existing
 from ..progress import progress_bar
 from . import aggregate, faithfulness
 from .config import GLOBAL_FROM_BATCH, ExplainConfig
@@ -73,9 +73,7 @@ def resolve_targets(subject: Subject, items: list[Item], config: ExplainConfig, 
 
 
 def explain(artifact: Artifact, config: ExplainConfig, out: str | Path, progress: bool = True) -> ExplainReport:
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an explanation).")
+    out = refuse_existing(out, "an explanation")
     if not config.has_source:
         raise UsageError("nothing to explain; give --input TEXT, --input-file FILE or --index N.")
     t0 = time.perf_counter()

@@ -25,7 +25,8 @@ class EncryptConfig:
 
 @dataclass(frozen=True)
 class PrivacyConfig:
-    """Differentially private training (DP-SGD through Opacus). Used by `train --private` and `federate --private`."""
+    """Differential privacy: DP-SGD through Opacus for `train --private` (clipping each example's gradient to
+    `max_grad_norm`); `federate --private` takes epsilon and delta from here and clips client updates instead."""
 
     private: bool = field(False, "train with differential privacy (DP-SGD)")
     epsilon: float = field(3.0, "privacy budget epsilon the whole run may spend")

@@ -6,7 +6,7 @@ with one, a client holding ~120 digits takes ~4 steps a round, and 20 rounds wer
 ~800 for centralised training (0.64 vs 0.996 test accuracy on digits, 10 clients, Dirichlet 0.5; 0.978 with five). Clients run one after another in this process
 (no torch.distributed): the arithmetic is the same as with separate processes, the wall time is not.
 With `--private`, the server adds client-level differential privacy (DP-FedAvg, McMahan et al. 2018): each
-client's update is clipped to `max_grad_norm`, the clipped updates are averaged with equal weights, and Gaussian
+client's update is clipped to `max_update_norm`, the clipped updates are averaged with equal weights, and Gaussian
 noise calibrated by Opacus's RDP accountant (every client takes part in every round) keeps the whole run
 within (epsilon, delta) for any one client's data. That noise comes from `SecureRandom` (OS entropy), never from
 the seed, so a run cannot be replayed to subtract it. A tokenizer fitted on the clients' pooled text would leave
@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Subset
 from ..artifact import Artifact, save_artifact
 from ..config import check
 from ..config import field as opt
-from ..errors import DataError, UsageError
+from ..errors import DataError, refuse_existing
 from ..loop import Loop, task_loss
 from ..progress import progress_bar
 from ..report import Report, figure_html, table_html
@@ -43,19 +43,21 @@ class FederateConfig:
     rounds: int = opt(20, "rounds of local training + server averaging")
     local_epochs: int = opt(5, "epochs each client trains per round (McMahan et al.'s E; 1 leaves small shards a few steps a round)")
     split: Literal["iid", "dirichlet"] = opt("iid", "how the training split is dealt: iid, or by label with a Dirichlet prior")
-    alpha: float = opt(0.5, "Dirichlet concentration (smaller: more skewed label mixes per client)")
+    dirichlet_alpha: float = opt(0.5, "--split dirichlet: the concentration (smaller: more skewed label mixes per client)")
     batch_size: int = opt(32, "examples per local step")
     lr: float = opt(0.05, "local learning rate")
     optimizer: Literal["sgd", "adamw"] = opt("sgd", "local optimizer: sgd (with --momentum) or adamw, fresh each round")
     momentum: float = opt(0.9, "SGD momentum inside a round (0 for plain SGD)")
     seed: int = opt(0, "seed for the split, the deal, initialisation and shuffling")
     eval_batch_size: int = opt(256, "examples per evaluation step")
+    max_update_norm: float = opt(1.0, "--private: each client's update is clipped to this L2 norm before averaging")
 
     def __post_init__(self):
         check(self.clients >= 1, f"--clients {self.clients} is out of range; use a whole number >= 1.")
         check(self.rounds >= 1, f"--rounds {self.rounds} is out of range; use a whole number >= 1.")
         check(self.local_epochs >= 1, f"--local-epochs {self.local_epochs} is out of range; use a whole number >= 1.")
-        check(self.alpha > 0, f"--alpha {self.alpha} is out of range; use a positive number.")
+        check(self.dirichlet_alpha > 0, f"--dirichlet-alpha {self.dirichlet_alpha} is out of range; use a positive number.")
+        check(self.max_update_norm > 0, f"--max-update-norm {self.max_update_norm} is out of range; use a positive number.")
         check(self.batch_size >= 1, f"--batch-size {self.batch_size} is out of range; use a whole number >= 1.")
         check(self.lr > 0, f"--lr {self.lr} is out of range; use a positive number.")
         check(0 <= self.momentum < 1, f"--momentum {self.momentum} is out of range; use a number in [0, 1).")
@@ -147,7 +149,7 @@ class FederateReport(Report):
     clients: int
     rounds: int
     split: str
-    alpha: float
+    dirichlet_alpha: float
     client_sizes: list[int]
     history: list[dict[str, Any]]
     test: dict[str, Any]
@@ -160,7 +162,7 @@ class FederateReport(Report):
         m = artifact.manifest
         f = m["federated"]
         return cls(task=artifact.task, artifact=str(artifact.path), artifact_id=artifact.id, clients=f["clients"],
-                   rounds=f["rounds"], split=f["split"], alpha=f["alpha"], client_sizes=f["client_sizes"],
+                   rounds=f["rounds"], split=f["split"], dirichlet_alpha=f["dirichlet_alpha"], client_sizes=f["client_sizes"],
                    history=f["history"], test=m["metrics"]["test"], seconds=m.get("run", {}).get("seconds", 0.0),
                    privacy=m.get("privacy", {}))
 
@@ -172,7 +174,7 @@ class FederateReport(Report):
         acc = self.test.get("accuracy")
         dp = f"; client-level epsilon {self.privacy['epsilon']:.3f}" if self.privacy else ""
         return (f"federated {self.task}: {self.clients} clients ({self.split}"
-                + (f", alpha {self.alpha:g}" if self.split == "dirichlet" else "") + f"), {self.rounds} rounds in {self.seconds:.1f} s"
+                + (f", alpha {self.dirichlet_alpha:g}" if self.split == "dirichlet" else "") + f"), {self.rounds} rounds in {self.seconds:.1f} s"
                 + (f"; test accuracy {acc:.4f}" if acc is not None else "") + dp
                 + f"\nartifact {self.artifact} (id {self.artifact_id})")
 
@@ -185,7 +187,7 @@ class FederateReport(Report):
         a.set_xlabel("round"); a.set_ylabel(key.replace("_", " ")); a.grid(alpha=.3)
         b.bar(range(len(self.client_sizes)), self.client_sizes)
         b.set_xlabel("client"); b.set_ylabel("training examples")
-        facts = [("clients", self.clients), ("split", self.split + (f" (alpha {self.alpha:g})" if self.split == "dirichlet" else "")),
+        facts = [("clients", self.clients), ("split", self.split + (f" (alpha {self.dirichlet_alpha:g})" if self.split == "dirichlet" else "")),
                  ("rounds", self.rounds), ("simulation", "one process, clients in turn"), ("time", f"{self.seconds:.1f} s"),
                  *[(f"test {k}", v) for k, v in self.test.items() if isinstance(v, float)],
                  *([("client-level epsilon (delta)", f"{self.privacy['epsilon']:.3f} ({self.privacy['delta']:g})")] if self.privacy else [])]
@@ -196,14 +198,12 @@ class FederateReport(Report):
 def federate(task: Task, config: FederateConfig, out: str | Path, privacy: PrivacyConfig | None = None,
              show_progress: bool = True) -> Artifact:
     """Run FedAvg on `task` and write the global model as an artifact (per-round metrics in its manifest)."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")
+    out = refuse_existing(out)
     refuse_fitted_state(task, "federate")
     torch.manual_seed(config.seed)
     splits = task.prepare(config.seed)
     labels = np.asarray([int(splits.train[i]["labels"]) for i in range(len(splits.train))])
-    shards = deal(labels, config.clients, config.split, config.alpha, config.seed)
+    shards = deal(labels, config.clients, config.split, config.dirichlet_alpha, config.seed)
     if sum(len(s) > 0 for s in shards) == 0 or len(splits.val) == 0:
         raise DataError("the training or validation split is empty; give more data.")
     model = task.build_model(task.model_config())
@@ -223,7 +223,7 @@ def federate(task: Task, config: FederateConfig, out: str | Path, privacy: Priva
             bar.update(job, advance=1, description=f"round {rnd} val {task.metric} {val[task.metric]:.4f}")
 
         clients = [Subset(splits.train, shard.tolist()) for shard in shards if len(shard)]
-        run_rounds(task, model, clients, config, sigma=sigma, clip=privacy.max_grad_norm if sigma else 0.0,
+        run_rounds(task, model, clients, config, sigma=sigma, clip=config.max_update_norm if sigma else 0.0,
                    after_round=after_round)
     seconds = time.perf_counter() - started
     model.eval()
@@ -233,15 +233,14 @@ def federate(task: Task, config: FederateConfig, out: str | Path, privacy: Priva
     record = {}
     if sigma:
         record = {"privacy": {"level": "client", "epsilon": history[-1]["epsilon"], "epsilon_target": privacy.epsilon,
-                              "delta": privacy.delta, "noise_multiplier": sigma, "max_grad_norm": privacy.max_grad_norm,
+                              "delta": privacy.delta, "noise_multiplier": sigma, "max_update_norm": config.max_update_norm,
                               "accountant": "rdp (opacus), sample rate 1",
                               "noise_source": "os entropy (AES-256-CTR), not the seed"}}
     return save_artifact(
         out, model.state_dict(), task=task.to_manifest(), model_config=task.model_config(), verb="federate",
-        options={**dataclasses.asdict(config), **({"private": True, "epsilon": privacy.epsilon, "delta": privacy.delta,
-                                                     "max_grad_norm": privacy.max_grad_norm} if sigma else {})},
+        options={**dataclasses.asdict(config), **({"private": True, "epsilon": privacy.epsilon, "delta": privacy.delta} if sigma else {})},
         metrics={"test": test}, write_files=task.write_files,
         extra={"federated": {"clients": config.clients, "rounds": config.rounds, "split": config.split,
-                             "alpha": config.alpha, "client_sizes": [len(s) for s in shards], "history": history,
+                             "dirichlet_alpha": config.dirichlet_alpha, "client_sizes": [len(s) for s in shards], "history": history,
                              "simulation": "one process"},
                "run": {"seconds": seconds}, **record})

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from ..errors import UsageError
+from ..errors import UsageError, refuse_existing
 
 KDF_KEYFILE, KDF_SCRYPT = 0, 1
 SCRYPT_LOG2N, SCRYPT_R, SCRYPT_P = 17, 8, 1  # 128 MiB, about 0.4 s
@@ -87,9 +87,7 @@ def generate_key() -> bytes:
 
 def write_key_file(path: str | os.PathLike) -> Path:
     """Write a new random key (hex text, owner-only permissions); refuse to overwrite one."""
-    path = Path(path)
-    if path.exists():
-        raise UsageError(f"key file {str(path)!r} already exists; pass a new --out path (tamer never overwrites a key).")
+    path = refuse_existing(path, "a key", folder=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:

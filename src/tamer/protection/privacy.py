@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..artifact import Artifact, save_artifact
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, refuse_existing
 from ..loop import Callback, Loop, ProgressBar
 from ..progress import progress_bar
 from ..report import Report, table_html
@@ -241,9 +241,7 @@ class EpsilonBudget(Callback):
 def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, out: str | Path,
                   show_progress: bool = True) -> Artifact:
     """Train `task`'s model with DP-SGD within (epsilon, delta) and write an artifact recording the spend."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")
+    out = refuse_existing(out)
     refuse_fitted_state(task, "train --private")
     opts = {**DP_DEFAULTS, **task.private_train_defaults(), **{k: v for k, v in options.items() if v is not None}}
     unsupported = sorted(k for k in opts if k not in DP_DEFAULTS)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, refuse_existing
 from ..report import Report, table_html
 from . import crypto, keys
 from .config import ScrubConfig
@@ -280,8 +280,7 @@ def scrub_file(path: str | os.PathLike, out: str | os.PathLike | None = None, co
     out = Path(out) if out else default_output(path)
     mapping_path = out.with_name(out.name + MAPPING_SUFFIX) if config.mode == "pseudonymize" else None
     for target in filter(None, (out, mapping_path)):
-        if target.exists():
-            raise UsageError(f"output {str(target)!r} already exists; pass a new --out (tamer never overwrites).")
+        refuse_existing(target, "a file", folder=False)
     secret = (keys.secret_from_options(config.key_file, config.passphrase_env)
               if (config.key_file or config.passphrase_env) else None)
     # a fixed salt keeps pseudonyms consistent across files and runs under one passphrase (scrypt still stretches it)
@@ -362,8 +361,7 @@ def restore_file(path: str | os.PathLike, mapping_path: str | os.PathLike, secre
         raise UsageError(f"input {str(path)!r} does not exist or is not a file.")
     fmt = _detect_format(path)
     out = Path(out) if out else path.with_name(f"{path.stem}.restored{path.suffix}")
-    if out.exists():
-        raise UsageError(f"output {str(out)!r} already exists; pass a new --out (tamer never overwrites).")
+    refuse_existing(out, "a file", folder=False)
     mapping = read_pseudonyms(mapping_path, secret)
     tmp = out.with_name(f".{out.name}.tamer-tmp-{secrets.token_hex(4)}")
     try:

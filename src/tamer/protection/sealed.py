@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import MANIFEST, Artifact, check_file_name, folder_files, listed_files, parse_manifest
-from ..errors import ArtifactError, UsageError
+from ..errors import ArtifactError, refuse_existing
 from ..report import Report, table_html
 from . import crypto, keys
 from .crypto import DecryptionError, Secret
@@ -47,8 +47,7 @@ def _manifest_tag(master: bytes, manifest: bytes, info: dict, version: int = FOR
 
 
 def _fresh_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")
+    refuse_existing(out)
 
 
 def _into_place(tmp: Path, out: Path) -> None:

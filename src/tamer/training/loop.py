@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..artifact import Artifact, save_artifact
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, refuse_existing
 from ..loop import Callback, Loop, Piece, ProgressBar, Where, task_loss
 from ..tasks.base import Splits, Task
 from .augment import augmenter_for
@@ -266,9 +266,7 @@ def train(task: Task, config: TrainConfig, out: str | Path, show_progress: bool 
     With --nproc / --nnodes / --max-restarts this process launches torchrun and waits; under torchrun every
     rank trains and rank 0 alone writes the (consolidated) artifact; the other ranks return None.
     """
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"output {str(out)!r} already exists; pass a new --out folder (tamer never overwrites an artifact).")
+    out = refuse_existing(out)
     if not under_torchrun() and (config.nproc > 1 or config.nnodes > 1 or config.max_restarts > 0):
         from .launch import launch
 
