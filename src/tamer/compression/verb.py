@@ -27,7 +27,8 @@ def _options(config: CompressConfig) -> dict[str, Any]:
 def write_child(out: Path, parent: Artifact, task, model, model_config, config, step: str, fmt: str,
            metrics: dict, extra: dict | None = None, files=None, run: dict | None = None) -> Artifact:
     """Save one step's child: `metrics` are its test-split metrics (kept as `metrics.test`), `options` record the
-    compress seed and the parent's split seed; `run` (timings, outside the id) is per-run."""
+    compress seed and the parent's split seed; `run` (timings, and the data files' absolute paths, outside the id)
+    is per-run."""
     def write_files(folder: Path) -> None:
         task.write_files(folder)
         if files is not None:
@@ -36,7 +37,8 @@ def write_child(out: Path, parent: Artifact, task, model, model_config, config, 
     return save_artifact(out, model.state_dict(), task=task.to_manifest(), model_config=model_config, verb="compress",
                          options={**_options(config), "step": step, "split_seed": compress_seed(parent)},
                          metrics={"test": metrics}, parents=[parent.id], fmt=fmt,
-                         extra={**(extra or {}), **({"run": run} if run else {})}, write_files=write_files)
+                         extra={**(extra or {}), "run": {**(run or {}), "data_files": task.data_files}},
+                         write_files=write_files)
 
 
 def _quantize(parent: Artifact, config: CompressConfig, out: Path, progress: bool) -> tuple[Artifact, StepResult]:
@@ -46,7 +48,7 @@ def _quantize(parent: Artifact, config: CompressConfig, out: Path, progress: boo
     if parent.manifest.get("format", "fp32") != "fp32":
         raise UsageError(f"artifact {str(parent.path)!r} is already {parent.manifest['format']}; quantize its fp32 parent instead.")
     task, fp32 = parent.load_model()
-    splits = task.prepare(compress_seed(parent))
+    splits = task.splits(compress_seed(parent))
     calib = calibration_batches(task, splits.train, config.calibration_samples, config.seed)
     new_weights, rtn_metrics = None, None
     if config.calibration == "gptq":

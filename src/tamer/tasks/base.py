@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,9 @@ class Task(ABC):
     kind: ClassVar[str] = "classification"  # classification | language-model | regression
     metric: ClassVar[str] = "accuracy"  # the validation metric that early stopping follows
     higher_is_better: ClassVar[bool] = True
+    # config options that name files: recorded as absolute paths (`data_files`, under the manifest's `run`), so an
+    # artifact finds its data from any working directory
+    path_options: ClassVar[tuple[str, ...]] = ("data",)
 
     @dataclass(frozen=True)
     class Config:
@@ -59,11 +63,37 @@ class Task(ABC):
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
+        self.data_files: dict[str, str] = {name: os.path.abspath(os.path.expanduser(value))
+                                           for name in self.path_options
+                                           if isinstance(value := getattr(self.config, name, None), str) and value}
+        self.typed_paths: dict[str, str] = {}  # what the user typed, where `config` holds recorded absolute paths
+        self.moved: dict[str, str] = {}  # recorded data files no longer on disk, by option
+
+    def relocate(self, data_files: dict[str, str]) -> None:
+        """Read the files an artifact recorded (absolute paths) instead of the options as typed, which may have been
+        relative to another working directory; the manifest (`to_manifest`, the id) keeps what was typed."""
+        found = {k: v for k, v in data_files.items() if k in self.path_options and getattr(self.config, k, None)}
+        if not found:
+            return
+        self.typed_paths.update({k: getattr(self.config, k) for k in found if k not in self.typed_paths})
+        self.config = dataclasses.replace(self.config, **found)
+        self.data_files.update(found)
+        self.moved = {k: v for k, v in found.items() if not os.path.isfile(v)}
 
     # -- data ---------------------------------------------------------------------------
     @abstractmethod
     def prepare(self, seed: int) -> Splits:
         """Read `config.data` (or the built-in data) and split it by seed."""
+
+    def splits(self, seed: int) -> Splits:
+        """`prepare(seed)` for a task restored from an artifact: refused in one sentence when the data file its split
+        is drawn from is no longer where the artifact recorded it."""
+        if "data" in self.moved:
+            typed = self.typed_paths.get("data", self.moved["data"])
+            raise UsageError(f"the data file this artifact was trained on ({typed!r}) is no longer at "
+                             f"{self.moved['data']}, so its test split cannot be drawn; put the file back there, or "
+                             f"evaluate on a file of your own with `tamer evaluate ARTIFACT --data FILE`.")
+        return self.prepare(seed)
 
     def load_eval(self, path: str) -> Dataset:
         """A whole data file as one evaluation set, encoded with the state from `prepare`/`restore`."""
@@ -167,7 +197,9 @@ class Task(ABC):
         return {}
 
     def to_manifest(self) -> dict[str, Any]:
-        return {"name": self.name, "config": dataclasses.asdict(self.config)}
+        """Name and options as the user gave them (file options as typed: the id does not depend on the machine);
+        the absolute paths go under the manifest's `run` as `data_files`."""
+        return {"name": self.name, "config": {**dataclasses.asdict(self.config), **self.typed_paths}}
 
 
 class Meter(ABC):
@@ -217,6 +249,7 @@ def task_from_artifact(artifact: Artifact) -> Task:
     """Rebuild the task an artifact was made for, with its saved state (tokenizer, labels)."""
     manifest = artifact.manifest
     task = make_task(manifest["task"]["name"], manifest["task"].get("config", {}))
+    task.relocate(dict(manifest.get("run", {}).get("data_files", {})))
     task.restore(artifact, manifest["model_config"])
     return task
 

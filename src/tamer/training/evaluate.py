@@ -11,6 +11,6 @@ def evaluate(artifact: Artifact, data: str | None = None, batch_size: int = 256)
     if data is not None:
         dataset, source = task.load_eval(data), str(data)
     else:
-        dataset, source = task.prepare(artifact.split_seed).test, "test split"
+        dataset, source = task.splits(artifact.split_seed).test, "test split"
     return EvalReport(artifact=str(artifact.path), artifact_id=artifact.id, task=task.name, data=source,
                       metrics=task.evaluate(model, dataset, batch_size), labels=list(getattr(task, "labels", []) or []))

@@ -315,5 +315,5 @@ def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, ou
                "run": {"seconds": fitted.seconds, "examples_per_second": fitted.examples_per_second,
                        "epoch_seconds": fitted.epoch_seconds, "world_size": fitted.world_size,
                        "strategy": resolved.strategy if fitted.world_size > 1 else "single",
-                       "replica_spread": fitted.replica_spread}},
+                       "replica_spread": fitted.replica_spread, "data_files": task.data_files}},
     )
