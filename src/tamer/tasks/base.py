@@ -56,6 +56,9 @@ class Task(ABC):
     # config options that name files: recorded as absolute paths (`data_files`, under the manifest's `run`), so an
     # artifact finds its data from any working directory
     path_options: ClassVar[tuple[str, ...]] = ("data",)
+    # set by `relocate` on a task restored from an artifact (reassigned, never mutated: these are shared defaults)
+    typed_paths: dict[str, str] = {}  # file options as the user typed them, where `config` holds the recorded paths
+    moved: dict[str, str] = {}  # recorded data files no longer on disk, by option
 
     @dataclass(frozen=True)
     class Config:
@@ -63,11 +66,19 @@ class Task(ABC):
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
-        self.data_files: dict[str, str] = {name: os.path.abspath(os.path.expanduser(value))
-                                           for name in self.path_options
-                                           if isinstance(value := getattr(self.config, name, None), str) and value}
-        self.typed_paths: dict[str, str] = {}  # what the user typed, where `config` holds recorded absolute paths
-        self.moved: dict[str, str] = {}  # recorded data files no longer on disk, by option
+        self._data_files = self._resolve_files()  # now, against the working directory the options were given in
+
+    def _resolve_files(self) -> dict[str, str]:
+        return {name: os.path.abspath(os.path.expanduser(value)) for name in self.path_options
+                if isinstance(value := getattr(self.config, name, None), str) and value}
+
+    @property
+    def data_files(self) -> dict[str, str]:
+        """The absolute path of each file option given: resolved when the task was made, or recorded by the artifact
+        it was restored from."""
+        if "_data_files" not in self.__dict__:  # a subclass whose __init__ did not call Task's
+            self._data_files = self._resolve_files()
+        return self._data_files
 
     def relocate(self, data_files: dict[str, str]) -> None:
         """Read the files an artifact recorded (absolute paths) instead of the options as typed, which may have been
@@ -75,9 +86,9 @@ class Task(ABC):
         found = {k: v for k, v in data_files.items() if k in self.path_options and getattr(self.config, k, None)}
         if not found:
             return
-        self.typed_paths.update({k: getattr(self.config, k) for k in found if k not in self.typed_paths})
+        self.typed_paths = {**{k: getattr(self.config, k) for k in found}, **self.typed_paths}
+        self._data_files = {**self.data_files, **found}
         self.config = dataclasses.replace(self.config, **found)
-        self.data_files.update(found)
         self.moved = {k: v for k, v in found.items() if not os.path.isfile(v)}
 
     # -- data ---------------------------------------------------------------------------
