@@ -95,8 +95,8 @@ def train(task: str | Task = "digits", config: TrainConfig | None = None, *, out
 
 
 def _with_train_report(artifact: Artifact | None) -> Artifact | None:
-    """The trained artifact with its TrainReport (PrivacyReport for DP-SGD) attached; None on a torchrun worker
-    that wrote nothing (every rank but 0)."""
+    """The trained artifact with its TrainReport (PrivacyReport for DP-SGD) attached (on every torchrun rank); None
+    only where this process launched torchrun and the artifact was written on another machine."""
     if artifact is None:
         return None
     if "privacy" in artifact.manifest:
@@ -145,7 +145,7 @@ def predict(artifact: str | Path | Artifact, inputs: Any = None, *, index: int |
     if inputs is not None:
         return artifact.predict(inputs, max_new_tokens)
     task, model = artifact.load_model()
-    test = task.prepare(artifact.split_seed).test
+    test = task.splits(artifact.split_seed).test
     if not 0 <= index < len(test):
         raise UsageError(f"--index {index} is outside the test split, which has {len(test)} examples (0 to {len(test) - 1}).")
     batch = task.collate([test[index]])

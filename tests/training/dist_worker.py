@@ -1,12 +1,16 @@
 """A torchrun worker for the distributed tests: trains a dropout-free digits model through `tamer.train`.
 
 Dropout masks depend on the rank, so equivalence with one process needs a model without dropout.
-Usage: torchrun ... dist_worker.py '{"out": "...", "options": {...}, "fail_at_step": null}'
+Usage: torchrun ... dist_worker.py '{"out": "...", "options": {...}, "fail_at_step": null, "ids": null}'
+With "ids": FOLDER each rank writes what `tamer.train` returned to it (the artifact's id, path and whether it carries
+its TrainReport) to FOLDER/rank<N>.json.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 
 from torch import nn
 
@@ -52,4 +56,8 @@ def run(out: str, options: dict, fail_at_step: int | None = None):
 
 if __name__ == "__main__":
     spec = json.loads(sys.argv[1])
-    run(spec["out"], spec["options"], spec.get("fail_at_step"))
+    artifact = run(spec["out"], spec["options"], spec.get("fail_at_step"))
+    if spec.get("ids"):
+        got = None if artifact is None else {"id": artifact.id, "path": str(artifact.path),
+                                             "report": type(artifact.report).__name__}
+        (Path(spec["ids"]) / f"rank{os.environ['RANK']}.json").write_text(json.dumps(got))

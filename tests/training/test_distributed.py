@@ -91,8 +91,13 @@ def reference(tmp_path_factory) -> Path:
 
 
 def test_ddp_two_processes_match_one(reference, tmp_path):
-    log = tmp_path / "log"
-    finish(torchrun({"out": str(tmp_path / "ddp"), "options": {**OPTIONS, "strategy": "ddp"}}, log), log)
+    log, ids = tmp_path / "log", tmp_path / "ids"
+    ids.mkdir()
+    finish(torchrun({"out": str(tmp_path / "ddp"), "options": {**OPTIONS, "strategy": "ddp"}, "ids": str(ids)}, log), log)
+    written = tamer.load(tmp_path / "ddp").id
+    for rank in (0, 1):  # train returns on every rank: the artifact rank 0 wrote, its report attached
+        got = json.loads((ids / f"rank{rank}.json").read_text())
+        assert got == {"id": written, "path": str(tmp_path / "ddp"), "report": "TrainReport"}, (rank, got)
     assert max_diff(reference, tmp_path / "ddp") < 1e-5
     assert losses(tmp_path / "ddp") == pytest.approx(losses(reference), abs=1e-5)
     run_info = json.loads((tmp_path / "ddp" / "manifest.json").read_text())["run"]

@@ -22,7 +22,8 @@ def _options(config: CompressConfig) -> dict[str, Any]:
 def write_child(out: Path, parent: Artifact, task, model, model_config, config, step: str, fmt: str,
            metrics: dict, extra: dict | None = None, files=None, run: dict | None = None) -> Artifact:
     """Save one step's child: `metrics` are its test-split metrics (kept as `metrics.test`), `options` record the
-    compress seed and the parent's split seed; `run` (timings, outside the id) is per-run."""
+    compress seed and the parent's split seed; `run` (timings, and the data files' absolute paths, outside the id)
+    is per-run."""
     def write_files(folder: Path) -> None:
         task.write_files(folder)
         if files is not None:
@@ -31,7 +32,8 @@ def write_child(out: Path, parent: Artifact, task, model, model_config, config, 
     return save_artifact(out, model.state_dict(), task=task.to_manifest(), model_config=model_config, verb="compress",
                          options={**_options(config), "step": step, "split_seed": compress_seed(parent)},
                          metrics={"test": metrics}, parents=[parent.id], fmt=fmt,
-                         extra={**(extra or {}), **({"run": run} if run else {})}, write_files=write_files)
+                         extra={**(extra or {}), "run": {**(run or {}), "data_files": task.data_files}},
+                         write_files=write_files)
 
 
 def weights_bytes(artifact: Artifact) -> int:

@@ -234,7 +234,7 @@ def distill_step(parent: Artifact, config: CompressConfig, out: Path, progress: 
         raise UsageError(f"artifact {str(parent.path)!r} is {parent.manifest['format']}; distill from its fp32 parent, then quantize.")
     task, teacher = parent.load_model()
     teacher_config = parent.manifest["model_config"]
-    splits = task.prepare(compress_seed(parent))
+    splits = task.splits(compress_seed(parent))
     student, s_config, mapping, init = build_student(task, teacher, teacher_config, config.distill_into, config.seed,
                                                      batches=calibration_batches(task, splits.train, 256, config.seed),
                                                      train=splits.train)

@@ -138,7 +138,7 @@ def export_step(parent: Artifact, config: CompressConfig, out: Path, progress: b
     if fmt not in ("fp32", "int8"):
         raise UsageError(f"--export onnx takes fp32 and int8 artifacts, and {str(parent.path)!r} is {fmt}; export its parent.")
     task, model = parent.load_model()
-    splits = task.prepare(parent.split_seed)
+    splits = task.splits(parent.split_seed)
     batches = calibration_batches(task, splits.test, 64, 0, batch_size=16)
     tmp = Path(out).with_name(f".{Path(out).name}.onnx-tmp")
     tmp.mkdir(parents=True, exist_ok=True)

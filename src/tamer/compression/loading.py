@@ -78,7 +78,9 @@ def compiled(fn: Callable, int8_everywhere: bool = True):
                 m.prepare()  # pack before tracing: the packed weight must be a constant of the graph
     import torch._inductor.config as inductor_config
 
-    fast = torch.compile(fn)
+    # static shapes: a method whose code was compiled before for other shapes (the fp32 model's `pooled`, say) would
+    # otherwise start with a dynamic batch size, which Inductor's freezing of the int8 GEMM fails on (torch 2.13)
+    fast = torch.compile(fn, dynamic=False)
 
     @functools.wraps(fn)
     def run(*args, **kwargs):

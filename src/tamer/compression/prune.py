@@ -179,7 +179,7 @@ def prune_step(parent: Artifact, config: CompressConfig, out: Path, progress: bo
     if parent.manifest.get("format", "fp32") != "fp32":
         raise UsageError(f"artifact {str(parent.path)!r} is {parent.manifest['format']}; prune its fp32 parent, then quantize.")
     task, fp32 = parent.load_model()
-    splits = task.prepare(compress_seed(parent))
+    splits = task.splits(compress_seed(parent))
     model = copy.deepcopy(fp32)
     model_config = parent.manifest["model_config"]
     masks, info = None, {}

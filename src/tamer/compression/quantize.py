@@ -217,7 +217,7 @@ def quantize_step(parent: Artifact, config: CompressConfig, out: Path, progress:
     if parent.manifest.get("format", "fp32") != "fp32":
         raise UsageError(f"artifact {str(parent.path)!r} is already {parent.manifest['format']}; quantize its fp32 parent instead.")
     task, fp32 = parent.load_model()
-    splits = task.prepare(compress_seed(parent))
+    splits = task.splits(compress_seed(parent))
     calib = calibration_batches(task, splits.train, config.calibration_samples, config.seed)
     new_weights, rtn_metrics = None, None
     if config.calibration == "gptq":

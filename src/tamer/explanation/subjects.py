@@ -111,7 +111,7 @@ class ImageSubject(Subject):
         return [Item(f"#{i}", pixels=p) for i, p in enumerate(pixels)]
 
     def test_items(self, seed: int) -> list[Item]:
-        test = self.task.prepare(seed).test
+        test = self.task.splits(seed).test
         return [Item(f"test #{i}", pixels=test[i]["pixels"], label=int(test[i]["labels"])) for i in range(len(test))]
 
     def batch(self, items: list[Item]):
@@ -248,7 +248,7 @@ class TextSubject(Subject):
         return self.make_items(lines, [f"line {i + 1}" for i in range(len(lines))])
 
     def test_items(self, seed: int, limit: int | None = None) -> list[Item]:
-        test = self.task.prepare(seed).test
+        test = self.task.splits(seed).test
         n = len(test) if limit is None else min(limit, len(test))
         texts = [self.tokenizer.decode(test[i]["input_ids"], skip_special_tokens=True) for i in range(n)]
         texts = [t if t.strip() else "?" for t in texts]  # keep positions stable for --index

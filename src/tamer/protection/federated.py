@@ -243,4 +243,4 @@ def federate(task: Task, config: FederateConfig, out: str | Path, privacy: Priva
         extra={"federated": {"clients": config.clients, "rounds": config.rounds, "split": config.split,
                              "dirichlet_alpha": config.dirichlet_alpha, "client_sizes": [len(s) for s in shards], "history": history,
                              "simulation": "one process"},
-               "run": {"seconds": seconds}, **record})
+               "run": {"seconds": seconds, "data_files": task.data_files}, **record})

@@ -307,7 +307,7 @@ def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, o
                "training": {"learning_curve": history, "best_epoch": len(history), "stopped_early": bool(stopped),
                             "metric": task.metric, "sizes": {k: len(getattr(splits, k)) for k in ("train", "val", "test")}},
                "run": {"seconds": seconds, "examples_per_second": n * len(history) / max(seconds, 1e-9),
-                       "epoch_seconds": [h["seconds"] for h in history]}})
+                       "epoch_seconds": [h["seconds"] for h in history], "data_files": task.data_files}})
 
 
 @dataclass

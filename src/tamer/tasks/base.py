@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,12 @@ class Task(ABC):
     kind: ClassVar[str] = "classification"  # classification | language-model | regression
     metric: ClassVar[str] = "accuracy"  # the validation metric that early stopping follows
     higher_is_better: ClassVar[bool] = True
+    # config options that name files: recorded as absolute paths (`data_files`, under the manifest's `run`), so an
+    # artifact finds its data from any working directory
+    path_options: ClassVar[tuple[str, ...]] = ("data",)
+    # set by `relocate` on a task restored from an artifact (reassigned, never mutated: these are shared defaults)
+    typed_paths: dict[str, str] = {}  # file options as the user typed them, where `config` holds the recorded paths
+    moved: dict[str, str] = {}  # recorded data files no longer on disk, by option
 
     @dataclass(frozen=True)
     class Config:
@@ -59,11 +66,45 @@ class Task(ABC):
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
+        self._data_files = self._resolve_files()  # now, against the working directory the options were given in
+
+    def _resolve_files(self) -> dict[str, str]:
+        return {name: os.path.abspath(os.path.expanduser(value)) for name in self.path_options
+                if isinstance(value := getattr(self.config, name, None), str) and value}
+
+    @property
+    def data_files(self) -> dict[str, str]:
+        """The absolute path of each file option given: resolved when the task was made, or recorded by the artifact
+        it was restored from."""
+        if "_data_files" not in self.__dict__:  # a subclass whose __init__ did not call Task's
+            self._data_files = self._resolve_files()
+        return self._data_files
+
+    def relocate(self, data_files: dict[str, str]) -> None:
+        """Read the files an artifact recorded (absolute paths) instead of the options as typed, which may have been
+        relative to another working directory; the manifest (`to_manifest`, the id) keeps what was typed."""
+        found = {k: v for k, v in data_files.items() if k in self.path_options and getattr(self.config, k, None)}
+        if not found:
+            return
+        self.typed_paths = {**{k: getattr(self.config, k) for k in found}, **self.typed_paths}
+        self._data_files = {**self.data_files, **found}
+        self.config = dataclasses.replace(self.config, **found)
+        self.moved = {k: v for k, v in found.items() if not os.path.isfile(v)}
 
     # -- data ---------------------------------------------------------------------------
     @abstractmethod
     def prepare(self, seed: int) -> Splits:
         """Read `config.data` (or the built-in data) and split it by seed."""
+
+    def splits(self, seed: int) -> Splits:
+        """`prepare(seed)` for a task restored from an artifact: refused in one sentence when the data file its split
+        is drawn from is no longer where the artifact recorded it."""
+        if "data" in self.moved:
+            typed = self.typed_paths.get("data", self.moved["data"])
+            raise UsageError(f"the data file this artifact was trained on ({typed!r}) is no longer at "
+                             f"{self.moved['data']}, so its test split cannot be drawn; put the file back there, or "
+                             f"evaluate on a file of your own with `tamer evaluate ARTIFACT --data FILE`.")
+        return self.prepare(seed)
 
     def load_eval(self, path: str) -> Dataset:
         """A whole data file as one evaluation set, encoded with the state from `prepare`/`restore`."""
@@ -165,4 +206,6 @@ class Task(ABC):
         return {}
 
     def to_manifest(self) -> dict[str, Any]:
-        return {"name": self.name, "config": dataclasses.asdict(self.config)}
+        """Name and options as the user gave them (file options as typed: the id does not depend on the machine);
+        the absolute paths go under the manifest's `run` as `data_files`."""
+        return {"name": self.name, "config": {**dataclasses.asdict(self.config), **self.typed_paths}}

@@ -50,6 +50,7 @@ class CausalLMTask(Task):
     kind = "language-model"
     metric = "perplexity"
     higher_is_better = False
+    path_options = ("data", "tokenizer_data")
 
     @dataclass(frozen=True)
     class Config:

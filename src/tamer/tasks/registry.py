@@ -43,6 +43,7 @@ def task_from_artifact(artifact: Artifact) -> Task:
     """Rebuild the task an artifact was made for, with its saved state (tokenizer, labels)."""
     manifest = artifact.manifest
     task = make_task(manifest["task"]["name"], manifest["task"].get("config", {}))
+    task.relocate(dict(manifest.get("run", {}).get("data_files", {})))
     task.restore(artifact, manifest["model_config"])
     return task
 

@@ -82,6 +82,7 @@ class TextClassificationTask(Task):
     description = "any Hugging Face encoder + classification head; data TSV (text<TAB>label), CSV or JSONL"
     kind = "classification"
     metric = "accuracy"
+    path_options = ("data", "tokenizer_data")
 
     @dataclass(frozen=True)
     class Config:

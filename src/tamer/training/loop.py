@@ -264,7 +264,7 @@ def train(task: Task, config: TrainConfig, out: str | Path, show_progress: bool 
     """Prepare the task's data, fit, test on the held-out split, and write an artifact that records it all.
 
     With --nproc / --nnodes / --max-restarts this process launches torchrun and waits; under torchrun every
-    rank trains and rank 0 alone writes the (consolidated) artifact; the other ranks return None.
+    rank trains, rank 0 alone writes the (consolidated) artifact, and every rank returns it (see `written_by_rank0`).
     """
     out = refuse_existing(out)
     if not under_torchrun() and (config.nproc > 1 or config.nnodes > 1 or config.max_restarts > 0):
@@ -284,9 +284,20 @@ def train(task: Task, config: TrainConfig, out: str | Path, show_progress: bool 
             if not config.checkpoint_dir:  # the default checkpoint folder has served its purpose
                 shutil.rmtree(ckpt, ignore_errors=True)
         barrier(world)
+        manifest = agree(world, artifact.manifest if artifact is not None else None)
     finally:
         leave(world)
-    return artifact
+    return artifact if artifact is not None else written_by_rank0(out, manifest)
+
+
+def written_by_rank0(out: Path, manifest: dict) -> Artifact:
+    """On a rank other than 0, the artifact rank 0 wrote: loaded from `out` (every hash checked) where this machine
+    sees rank 0's folder, else (another machine, no shared disk) its manifest alone, the files being on rank 0's."""
+    if (out / "manifest.json").is_file():
+        loaded = Artifact.load(out)
+        if loaded.id == manifest["id"]:
+            return loaded
+    return Artifact(path=out, manifest=manifest)
 
 
 def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, out: Path) -> Artifact:
@@ -302,5 +313,5 @@ def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, ou
                "run": {"seconds": fitted.seconds, "examples_per_second": fitted.examples_per_second,
                        "epoch_seconds": fitted.epoch_seconds, "world_size": fitted.world_size,
                        "strategy": resolved.strategy if fitted.world_size > 1 else "single",
-                       "replica_spread": fitted.replica_spread}},
+                       "replica_spread": fitted.replica_spread, "data_files": task.data_files}},
     )
