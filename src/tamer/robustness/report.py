@@ -146,3 +146,69 @@ class HardenReport(Report):
         return (f"<section><h2>Harden · {html.escape(self.task)} · {html.escape(self.method)}</h2>"
                 f"<p class=muted>child {html.escape(self.artifact)} of {html.escape(self.parent)}, "
                 f"{self.epochs} epochs, epsilon {self.epsilon:g}</p>{table_html(rows, ['metric', 'parent', 'hardened'])}</section>")
+
+
+@dataclass
+class StabilityReport(Report):
+    task: str
+    kind: str
+    artifact: str
+    artifact_id: str
+    examples: int
+    accuracy: float
+    flip_rates: list[dict[str, float]]
+    agreement: list[dict[str, Any]]
+    ece: float
+    reliability: list[dict[str, float]]
+    calibration: dict[str, Any] | None = None
+    seconds: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
+    title = "stability"
+
+    def gate_metrics(self) -> dict[str, float]:
+        m = {"accuracy": self.accuracy, "ece": self.ece, "seconds": self.seconds}
+        m.update({f"flip_rate_{r['noise']:g}": r["flip_rate"] for r in self.flip_rates})
+        if self.flip_rates:
+            m["flip_rate"] = max(r["flip_rate"] for r in self.flip_rates)
+        if self.agreement:
+            m["agreement"] = min(a["agreement"] for a in self.agreement)
+        if self.calibration:
+            m["ece_calibrated"] = self.calibration["ece_after"]
+            m["temperature"] = self.calibration["temperature"]
+        return m
+
+    def summary(self) -> str:
+        unit = "word fraction edited" if self.kind == "text" else "noise std"
+        lines = [f"stability of {self.task} on {self.examples} examples in {self.seconds:.1f} s: accuracy {self.accuracy:.3f}, "
+                 f"ECE {self.ece:.4f}",
+                 "flip rate: " + ", ".join(f"{r['flip_rate']:.3f} at {unit} {r['noise']:g}" for r in self.flip_rates)]
+        lines += [f"agreement with {a['artifact']}: {a['agreement']:.3f}" for a in self.agreement]
+        c = self.calibration
+        if c:
+            lines.append(f"temperature {c['temperature']:.3f} fitted on the validation split: ECE {c['ece_before']:.4f} -> "
+                         f"{c['ece_after']:.4f}; calibrated child {c['artifact']}")
+        return "\n".join(lines)
+
+    def _figure(self):
+        p = plt()
+        fig, axes = p.subplots(1, 2, figsize=(9, 3.4))
+        bins = [b for b in self.reliability if b["count"]]
+        ax = axes[0]
+        ax.plot([0, 1], [0, 1], ls="--", color="gray")
+        ax.bar([b["confidence"] for b in bins], [b["accuracy"] for b in bins], width=1 / max(len(self.reliability), 1),
+               alpha=0.6, edgecolor="k", label=f"model (ECE {self.ece:.3f})")
+        if self.calibration:
+            cal = [b for b in self.calibration["reliability"] if b["count"]]
+            ax.plot([b["confidence"] for b in cal], [b["accuracy"] for b in cal], marker="o", color="tab:red",
+                    label=f"T={self.calibration['temperature']:.2f} (ECE {self.calibration['ece_after']:.3f})")
+        ax.set_xlabel("confidence"); ax.set_ylabel("accuracy"); ax.set_title("reliability diagram"); ax.legend(fontsize=8)
+        ax = axes[1]
+        ax.plot([r["noise"] for r in self.flip_rates], [r["flip_rate"] for r in self.flip_rates], marker="o")
+        ax.set_xlabel("word fraction edited" if self.kind == "text" else "Gaussian noise std (pixels)")
+        ax.set_ylabel("prediction flip rate"); ax.set_title("flips under noise"); ax.grid(alpha=.3)
+        return fig
+
+    def html(self) -> str:
+        rows = [(k.replace("_", " "), v) for k, v in self.gate_metrics().items()]
+        return (f"<section><h2>Stability · {html.escape(self.task)}</h2>{table_html(rows, ['what', 'value'])}"
+                f"{figure_html(self._figure(), 'reliability diagram and flip rate')}</section>")
