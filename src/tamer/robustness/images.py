@@ -107,8 +107,7 @@ def pgd(f: Logits, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "li
             x_adv = project(x_adv.detach() + _step(grad, alpha, norm), x, eps, norm, low, high)
         with torch.no_grad():
             now = f(x_adv).argmax(1) != y
-        take = now & ~broken if restarts > 1 else torch.ones_like(now)
-        best[take] = x_adv[take]
+        best[~broken] = x_adv[~broken]  # a broken example keeps its first adversarial, the others the latest point
         broken |= now
         if bool(broken.all()):
             break
