@@ -126,5 +126,5 @@ def harden(artifact: Artifact, config: HardenConfig, out: str | Path, progress: 
                           write_files=task.write_files)
     report = HardenReport(task=artifact.task, artifact=str(out), parent=str(artifact.path), method=config.method,
                           epsilon=config.epsilon, epochs=config.epochs, before={k: before[k] for k in keep},
-                          after={k: after[k] for k in keep}, seconds=seconds, options=dataclasses.asdict(config))
+                          after={k: after[k] for k in keep}, seconds=seconds, options=dataclasses.asdict(config), kind=kind)
     return child.with_report(report)

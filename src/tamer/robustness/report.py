@@ -130,14 +130,20 @@ class HardenReport(Report):
     after: dict[str, float]
     seconds: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
+    kind: str = "image"
     title = "harden"
+
+    def how(self) -> str:
+        if self.kind == "text":
+            return f"perturbed copies ({self.options.get('budget')} random edits each, {self.epochs} epochs)"
+        return f"{self.method} ({self.epochs} epochs, epsilon {self.epsilon:g})"
 
     def gate_metrics(self) -> dict[str, float]:
         return {**{f"parent_{k}": v for k, v in self.before.items()}, **self.after, "seconds": self.seconds}
 
     def summary(self) -> str:
         b, a = self.before, self.after
-        return (f"hardened {self.task} with {self.method} ({self.epochs} epochs, epsilon {self.epsilon:g}) in {self.seconds:.1f} s\n"
+        return (f"hardened {self.task} with {self.how()} in {self.seconds:.1f} s\n"
                 f"clean accuracy {b['clean_accuracy']:.3f} -> {a['clean_accuracy']:.3f}; robust accuracy "
                 f"{b['robust_accuracy']:.3f} -> {a['robust_accuracy']:.3f}\nwritten to {self.artifact}")
 
@@ -145,7 +151,7 @@ class HardenReport(Report):
         rows = [(k.replace("_", " "), self.before.get(k, float("nan")), v) for k, v in self.after.items()]
         return (f"<section><h2>Harden · {html.escape(self.task)} · {html.escape(self.method)}</h2>"
                 f"<p class=muted>child {html.escape(self.artifact)} of {html.escape(self.parent)}, "
-                f"{self.epochs} epochs, epsilon {self.epsilon:g}</p>{table_html(rows, ['metric', 'parent', 'hardened'])}</section>")
+                f"{html.escape(self.how())}</p>{table_html(rows, ['metric', 'parent', 'hardened'])}</section>")
 
 
 @dataclass
