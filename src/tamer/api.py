@@ -313,7 +313,11 @@ def harden(artifact: str | Path | Artifact, config=None, *, out: str | Path | No
     config = config or make_config(HardenConfig, options)
     if not isinstance(artifact, Artifact):
         artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
-    return _harden(artifact, config, out or default_out(artifact.task), progress=progress)
+    out = Path(out or default_out(artifact.task))
+    if not (key_file or passphrase_env):
+        return _harden(artifact, config, out, progress=progress)
+    return _sealed_children(lambda target: _harden(artifact, config, target, progress=progress), out, key_file,
+                            passphrase_env)  # a key given means sealed output
 
 
 def stability(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None,
@@ -328,6 +332,11 @@ def stability(artifact: str | Path | Artifact, config=None, *, out: str | Path |
     if not isinstance(artifact, Artifact):
         artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
     others = [load(p) for p in config.against]
-    if config.calibrate and out is None:
-        out = default_out(artifact.task)
-    return _stability(artifact, config, others, out)
+    if not config.calibrate:
+        return _stability(artifact, config, others)
+    out = Path(out or default_out(artifact.task))
+    if not (key_file or passphrase_env):
+        return _stability(artifact, config, others, out)
+    child = _sealed_children(lambda target: _stability(artifact, config, others, target), out, key_file, passphrase_env)
+    child.report.calibration["artifact"], child.report.artifact = str(out), str(artifact.path)
+    return child  # sealed with the input's secret, as compress does
