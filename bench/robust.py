@@ -3,10 +3,10 @@ epsilon, steps, step size and random start, then adversarial training.
 
 torchattacks is a bench-only dependency, kept out of the project's environment: it runs in its own venv
 (--peer-python, default /work/venv-attacks/bin/python) on the same traced model and the same test tensors. Time is the
-median of --reps runs over the whole test split (270 images, one batch), after a warm-up run each (the peer's
+median of --reps runs, interleaved one and one, over the whole test split (270 images, one batch), after a warm-up run each (the peer's
 model is traced with TorchScript to cross the venv boundary; tamer's runs eager).
 
-    .venv/bin/python bench/robust.py [--json] [--reps 3] [--harden-epochs 40] [--peer-python PATH]
+    .venv/bin/python bench/robust.py [--json] [--reps 5] [--harden-epochs 40] [--peer-python PATH]
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def tamer_pgd(f, x, y, eps, alpha, steps, reps):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--epsilon", type=float, default=0.2)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--harden-epochs", type=int, default=40)
@@ -81,15 +81,25 @@ def main() -> None:
     batch, space, x, y = next(image_batches(task, examples, len(examples)))
     f = space.logits(task, model, batch)
     rows = {"clean_accuracy": float((f(x).argmax(1) == y).float().mean()), "train_seconds": train_s}
-    rows["tamer_pgd"] = tamer_pgd(f, x, y, eps, alpha, steps, args.reps)
+    ours, theirs = [], []
     if Path(args.peer_python).exists():
         torch.jit.trace(model, x[:2]).save(str(work / "model.pt"))
         torch.save((x, y), work / "data.pt")
         (work / "peer.py").write_text(PEER)
-        out = subprocess.run([args.peer_python, str(work / "peer.py"), str(work / "model.pt"), str(work / "data.pt"),
-                              str(eps), str(alpha), str(steps), str(args.reps)], capture_output=True, text=True,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-        rows["torchattacks_pgd"] = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"error": out.stderr[-300:]}
+    for _ in range(args.reps):  # interleaved, so both see the same load on a shared machine
+        ours.append(tamer_pgd(f, x, y, eps, alpha, steps, 1))
+        if Path(args.peer_python).exists():
+            out = subprocess.run([args.peer_python, str(work / "peer.py"), str(work / "model.pt"), str(work / "data.pt"),
+                                  str(eps), str(alpha), str(steps), "1"], capture_output=True, text=True,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
+            theirs.append(json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"error": out.stderr[-300:]})
+    median = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
+    rows["tamer_pgd"] = {k: median(ours, k) for k in ("seconds", "robust_accuracy")}
+    if theirs and "error" not in theirs[0]:
+        rows["torchattacks_pgd"] = {**{k: median(theirs, k) for k in ("seconds", "robust_accuracy")},
+                                    "version": theirs[0]["version"]}
+    elif theirs:
+        rows["torchattacks_pgd"] = theirs[0]
     square = tamer.attack(base, method="square", epsilon=eps, limit=0)
     rows["square_undefended"] = square.robust_accuracy
     t0 = time.perf_counter()
