@@ -31,15 +31,19 @@ def _argv(verb, kind, path, key, out):
         "compress": ["compress", str(path), "--quantize", "int8", "--out", str(out), *sealed],
         "encrypt": ["encrypt", str(path), "--out", str(out), "--key-file", str(key)],
         "decrypt": ["decrypt", str(path), "--out", str(out), "--key-file", str(key)],
+        "attack": ["attack", str(path), "--method", "pgd", "--steps", "3", "--limit", "20", *sealed],
+        "harden": ["harden", str(path), "--epochs", "1", "--steps", "1", "--eval-steps", "2", "--limit", "20",
+                   "--out", str(out), *sealed],
+        "stability": ["stability", str(path), "--limit", "40", "--calibrate", "--out", str(out), *sealed],
     }[verb]
 
 
 # (verb, kind) pairs that are refused by design, with exit 2 and a sentence saying why
-REFUSED = {("encrypt", "sealed"), ("compress", "int8"), ("compress", "int4"), *(("decrypt", k) for k in KINDS if k != "sealed")}
+REFUSED = {("encrypt", "sealed"), ("compress", "int8"), ("compress", "int4"), ("harden", "int8"), ("harden", "int4"), *(("decrypt", k) for k in KINDS if k != "sealed")}
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("verb", ["evaluate", "explain", "compress", "encrypt", "decrypt"])
+@pytest.mark.parametrize("verb", ["evaluate", "explain", "compress", "encrypt", "decrypt", "attack", "harden", "stability"])
 def test_every_verb_on_every_artifact_kind_exits_cleanly(family, verb, kind, tmp_path, capsys):
     arts, key = family
     code = main(_argv(verb, kind, arts[kind], key, tmp_path / "out"))

@@ -286,3 +286,57 @@ def _sealed_children(write, out: Path, key_file: str | None, passphrase_env: str
         shutil.rmtree(work, ignore_errors=True)
     report.artifact = str(out)
     return load(out, key_file=key_file, passphrase_env=passphrase_env).with_report(report)
+
+
+# -- robustness: attack, harden, stability --------------------------------------------------------------------------
+def attack(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None, key_file: str | None = None,
+           passphrase_env: str | None = None, **options: Any):
+    """Adversarial examples against an artifact (fgsm, pgd, square, noise on images; charflip, wordswap on texts):
+    an AttackReport with clean_accuracy, robust_accuracy, success_rate and mean_perturbation; with `out`, its HTML
+    and JSON are written there."""
+    from .robustness import AttackConfig
+    from .robustness import attack as _attack
+
+    config = config or make_config(AttackConfig, options)
+    if not isinstance(artifact, Artifact):
+        artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
+    return _attack(artifact, config, out)
+
+
+def harden(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None, progress: bool = True,
+           key_file: str | None = None, passphrase_env: str | None = None, **options: Any) -> Artifact:
+    """Adversarial fine-tuning (pgd: Madry et al. 2018; trades: Zhang et al. 2019) through the training loop: a child
+    artifact naming its parent, clean and robust accuracy in its metrics, a HardenReport attached."""
+    from .robustness import HardenConfig
+    from .robustness import harden as _harden
+
+    config = config or make_config(HardenConfig, options)
+    if not isinstance(artifact, Artifact):
+        artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
+    out = Path(out or default_out(artifact.task))
+    if not (key_file or passphrase_env):
+        return _harden(artifact, config, out, progress=progress)
+    return _sealed_children(lambda target: _harden(artifact, config, target, progress=progress), out, key_file,
+                            passphrase_env)  # a key given means sealed output
+
+
+def stability(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None,
+              key_file: str | None = None, passphrase_env: str | None = None, **options: Any):
+    """Flip rate under noise, agreement with `against` artifacts, expected calibration error: a StabilityReport; with
+    calibrate=True, the temperature-scaled child artifact written to `out` (default artifacts/TASK-TIME), its report
+    attached."""
+    from .robustness import StabilityConfig
+    from .robustness import stability as _stability
+
+    config = config or make_config(StabilityConfig, options)
+    if not isinstance(artifact, Artifact):
+        artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
+    others = [load(p) for p in config.against]
+    if not config.calibrate:
+        return _stability(artifact, config, others)
+    out = Path(out or default_out(artifact.task))
+    if not (key_file or passphrase_env):
+        return _stability(artifact, config, others, out)
+    child = _sealed_children(lambda target: _stability(artifact, config, others, target), out, key_file, passphrase_env)
+    child.report.calibration["artifact"], child.report.artifact = str(out), str(artifact.path)
+    return child  # sealed with the input's secret, as compress does

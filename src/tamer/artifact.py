@@ -232,7 +232,9 @@ class Artifact:
         return load_file(self.path / WEIGHTS)
 
     def load_model(self):
-        """(task, model): the task with its saved state (tokenizer, labels) and the model in eval mode."""
+        """(task, model): the task with its saved state (tokenizer, labels) and the model in eval mode. A manifest
+        `temperature` (written by `stability --calibrate`) divides the model's output by it, through a forward hook,
+        so the weights and their names stay the parent's."""
         from safetensors import SafetensorError
 
         from .tasks import task_from_artifact
@@ -251,6 +253,9 @@ class Artifact:
         except (SafetensorError, RuntimeError) as exc:
             raise ArtifactError(f"the weights of artifact {str(self.path)!r} do not fit its model config "
                                 f"({str(exc).splitlines()[0]}).") from None
+        temperature = self.manifest.get("temperature")
+        if temperature:  # temperature scaling (`tamer stability --calibrate`): logits / T, the weights untouched
+            model.register_forward_hook(lambda module, inputs, output: output / temperature)
         return task, model.eval()
 
     def predict(self, inputs: Any, max_new_tokens: int = 20) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
+from . import cli_robustness
 from .config import add_config_arguments
 from .errors import TamerError, UsageError
 
@@ -153,6 +154,11 @@ _SUBCOMMANDS = {
     "predict": ("labels and probabilities (or generated text) of an artifact on inputs", None, _predict_arguments),
     "report": ("write the HTML page of an artifact or a run folder", None, _report_arguments),
     "explain": ("attributions with completeness, faithfulness and pictures (HTML, JSON, PNG)", None, _explain_arguments),
+    "attack": ("adversarial examples: fgsm, pgd, square, noise (images); charflip, wordswap (texts)", None,
+               cli_robustness.attack_arguments),
+    "harden": ("adversarial training (pgd, trades); writes a child artifact", None, cli_robustness.harden_arguments),
+    "stability": ("flip rate under noise, agreement, calibration error; --calibrate writes a child", None,
+                  cli_robustness.stability_arguments),
 }
 
 
@@ -316,6 +322,9 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         report = api.explain(args.artifact, config_from_args(ExplainConfig, args), out=args.out, progress=progress,
                                key_file=args.key_file, passphrase_env=args.passphrase_env)
         _emit(args, {**report.to_dict(), "metrics": report.gate_metrics()}, report.summary())
+        return 0
+    if args.verb in ("attack", "harden", "stability"):
+        _emit(args, *cli_robustness.run(args, progress))
         return 0
     if args.verb == "compress":
         from .compression.config import CompressConfig

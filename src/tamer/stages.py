@@ -112,6 +112,46 @@ def _compress_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report
     return ctx.artifact.report
 
 
+def _robustness_check(config_name: str):
+    def check(ctx: Context, options: dict[str, Any]) -> None:
+        from . import robustness
+        from .config import make_config
+
+        make_config(getattr(robustness, config_name), options)
+
+    return check
+
+
+def _attack_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    from .api import attack
+
+    if ctx.artifact is None:
+        raise UsageError("the attack stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    return attack(ctx.artifact, out=folder / "attack", **options)
+
+
+def _harden_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    from .api import harden
+
+    if ctx.artifact is None:
+        raise UsageError("the harden stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    ctx.artifact = harden(ctx.artifact, out=folder / "artifact", progress=ctx.progress, **options)
+    return ctx.artifact.report
+
+
+def _stability_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    """The stability report; with `calibrate: true` the calibrated child becomes the run's latest artifact."""
+    from .api import stability
+
+    if ctx.artifact is None:
+        raise UsageError("the stability stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    result = stability(ctx.artifact, out=folder / "artifact", **options)
+    if isinstance(result, Artifact):
+        ctx.artifact = result
+        return result.report
+    return result
+
+
 def key_dir() -> Path:
     """Where the encrypt stage writes a key it generates: never the run folder that holds the ciphertext.
     $TAMER_KEY_DIR, else $XDG_CONFIG_HOME/tamer/keys, else ~/.config/tamer/keys (made owner-only)."""
@@ -198,6 +238,9 @@ STAGES: dict[str, Stage] = {
     "evaluate": Stage("evaluate", _evaluate_check, _evaluate_run),
     "explain": Stage("explain", _explain_check, _explain_run),
     "compress": Stage("compress", _compress_check, _compress_run),
+    "attack": Stage("attack", _robustness_check("AttackConfig"), _attack_run),
+    "harden": Stage("harden", _robustness_check("HardenConfig"), _harden_run),
+    "stability": Stage("stability", _robustness_check("StabilityConfig"), _stability_run),
     "scrub": Stage("scrub", _scrub_check, _scrub_run),
     "encrypt": Stage("encrypt", _encrypt_check, _encrypt_run),
 }
