@@ -1,5 +1,6 @@
 """explain on compressed children: the zero baseline of a vocabulary-trimmed student is the zero embedding (the
-baseline id is not sent through the token map)."""
+baseline id is not sent through the token map), and a child compressed with its own seed is explained on its
+parent's test split."""
 import pytest
 import torch
 
@@ -43,3 +44,17 @@ def test_zero_baseline_on_a_trimmed_student_is_the_zero_embedding(text_artifact,
         gaps.append(abs(float(p_mapped - p_zero)) / max(abs(float(p_x - p_zero)), 1e-5))
     assert max(gaps) > 1e-2  # the mapped baseline is another baseline: the check above tells them apart
 
+
+def test_a_child_with_its_own_seed_is_explained_on_its_parents_test_split(explain_digits, tmp_path):
+    assert explain_digits.split_seed == 0
+    child = tamer.compress(explain_digits, out=tmp_path / "q", quantize="int8", seed=7, progress=False)
+    assert child.manifest["options"]["seed"] == 7 and child.split_seed == 0
+    index = (0, 1, 2, 3)
+    parent = tamer.explain(explain_digits, out=tmp_path / "p", index=index, sanity="none", faithfulness=False, progress=False)
+    kid = tamer.explain(child, out=tmp_path / "c", index=index, sanity="none", faithfulness=False, progress=False)
+    task, _ = explain_digits.load_model()
+    test = task.prepare(0).test
+    for i, a, b in zip(index, parent.items, kid.items):
+        assert a["pixels"] == b["pixels"] == test[i]["pixels"].flatten().tolist()
+        assert a["label"] == b["label"]
+    assert task.prepare(7).test[0]["pixels"].flatten().tolist() != test[0]["pixels"].flatten().tolist()  # the seed matters

@@ -82,7 +82,7 @@ def explain(artifact: Artifact, config: ExplainConfig, out: str | Path, progress
     task, model = artifact.load_model()
     subject = make_subject(task, model)
     baseline = subject.check_baseline(config.baseline)
-    seed = int(artifact.manifest.get("options", {}).get("seed", 0) or 0)
+    seed = artifact.split_seed  # a compressed child's test split is its parent's (its own `seed` is the compress seed)
     subject.parse_target(config.target)  # bad targets fail before any work
     items = subject.read_inputs(config, seed)
     targets, target_probs, predicted = resolve_targets(subject, items, config)
