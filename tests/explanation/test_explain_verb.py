@@ -19,6 +19,7 @@ def test_digits_attributions_are_faithful_complete_and_pass_the_sanity_check(exp
     assert m["insertion_auc"] > m["random_insertion_auc"]
     assert m["completeness_max_error"] <= 1e-3
     assert m["sanity_change"] > 0.05  # randomized weights change the attributions
+    assert report.sanity["verdict"] == "pass" and m["sanity_passed"] == 1.0  # their rank order comes from the weights
     for name in ("explanation.html", "explanation.json", "heatmaps.png", "curves.png", "global.png"):
         assert (tmp_path / "e" / name).is_file()
     saved = json.loads((tmp_path / "e" / "explanation.json").read_text())

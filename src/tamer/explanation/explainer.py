@@ -101,7 +101,7 @@ def explain(artifact: Artifact, config: ExplainConfig, out: str | Path, progress
         k = min(config.sanity_examples, len(items))
         sanity = faithfulness.sanity_check(
             model, lambda m: attribute_items(subject.with_model(m), items[:k], targets[:k], quick, baseline)[0],
-            scores[:k], config.sanity, config.seed)
+            scores[:k], subject.differs(items[:k], baseline), config.sanity, config.seed)
     global_view = None
     if not getattr(subject, "lm", False):
         global_view = _global_view(subject, items, scores, targets, config, quick, baseline, seed)

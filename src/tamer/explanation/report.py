@@ -68,6 +68,8 @@ class ExplainReport(Report):
         if self.sanity:
             m["sanity_change"] = self.sanity["change"]
             m["sanity_spearman_abs"] = self.sanity["spearman_abs"]
+            if self.sanity.get("verdict") in ("pass", "fail"):
+                m["sanity_passed"] = float(self.sanity["verdict"] == "pass")
         return m
 
     def summary(self) -> str:
@@ -89,11 +91,15 @@ class ExplainReport(Report):
             lines.append(f"comprehensiveness {g['comprehensiveness']:.3f} vs random {g['random_comprehensiveness']:.3f} "
                          f"({g['comprehensiveness_ratio']:.2f}x); sufficiency {g['sufficiency']:.3f} vs random {g['random_sufficiency']:.3f}")
         if self.sanity:
-            lines.append(f"sanity ({self.sanity['mode']} randomization): rank correlation {self.sanity['spearman_abs']:.3f}, "
-                         f"change {self.sanity['change']:.3f}")
+            lines.append(f"sanity check ({self.sanity['mode']} randomization): {self._verdict()}")
         if self.out:
             lines.append(f"written to {self.out}")
         return "\n".join(lines)
+
+    def _verdict(self) -> str:
+        s = self.sanity
+        word = {"pass": "passes", "fail": "FAILS", "undecided": "is undecided"}.get(s.get("verdict"), "")
+        return f"{self.method} {word} on this model: {s.get('meaning', '')}"
 
     # -- pictures -----------------------------------------------------------------------
     def figures(self) -> list[tuple[str, str, Callable]]:
@@ -230,11 +236,16 @@ class ExplainReport(Report):
                     "random_comprehensiveness", "sufficiency", "random_sufficiency", "sanity_spearman_abs", "sanity_change"):
             if key in g:
                 head.append((key.replace("_", " "), float(g[key])))
+        verdict = ""
+        if self.sanity and "verdict" in self.sanity:
+            cls = {"pass": "pass", "fail": "fail"}.get(self.sanity["verdict"], "muted")
+            verdict = (f"<p class={cls}>sanity check ({html.escape(self.sanity['mode'])} model randomization, "
+                       f"Adebayo et al. 2018): {html.escape(self._verdict())}</p>")
         pngs = getattr(self, "_pngs", {})
         figs = "".join(_img(pngs[name], caption) if name in pngs else figure_html(make(), caption)
                        for name, caption, make in self.figures())
         return (f"<section><h2>Explain · {html.escape(self.task)} · {html.escape(self.method)}</h2>"
-                f"{table_html(head, ['what', 'value'])}{self._items_html()}<div class=figs>{figs}</div>{self._global_html()}</section>")
+                f"{table_html(head, ['what', 'value'])}{verdict}{self._items_html()}<div class=figs>{figs}</div>{self._global_html()}</section>")
 
     def write_files(self, folder: Path) -> list[str]:
         names, self._pngs = [], {}

@@ -134,6 +134,11 @@ class ImageSubject(Subject):
                       max_steps=config.max_steps, tolerance=config.tolerance, n_samples=config.n_samples, seed=config.seed)
         return [v.flatten().tolist() for v in a.values], a
 
+    def differs(self, items: list[Item], baseline: str) -> list[np.ndarray]:
+        """Per input: which pixels differ from the baseline's."""
+        x, _ = self.batch(items)
+        return [d.flatten().numpy() for d in (x != self.baseline_of(x, baseline))]
+
     @torch.no_grad()
     def masked_probs(self, items: list[Item], keeps: list[np.ndarray], targets: list[int], baseline: str) -> np.ndarray:
         """Probability of each target when only the kept pixels show (the rest set to the baseline)."""
@@ -293,6 +298,19 @@ class TextSubject(Subject):
                       feature_mask=feature_mask, n_steps=config.n_steps, max_steps=config.max_steps, tolerance=config.tolerance,
                       n_samples=config.n_samples, seed=config.seed, row_budget=budget)
         return [self._merge(it, a.values[i], a.grouped) for i, it in enumerate(items)], a
+
+    def differs(self, items: list[Item], baseline: str) -> list[np.ndarray]:
+        """Per input: which words differ from the baseline (a word differs where any of its tokens does)."""
+        ids, _ = self.batch(items)
+        changed = ids != self._baseline_ids(items, ids, baseline)
+        out = []
+        for i, it in enumerate(items):
+            d = np.zeros(it.n_features, bool)
+            for t, w in enumerate(it.word_ids):
+                if w is not None and bool(changed[i, t]):
+                    d[w] = True
+            out.append(d)
+        return out
 
     @staticmethod
     def _merge(item: Item, values: torch.Tensor, grouped: bool) -> list[float]:
