@@ -21,10 +21,7 @@ from ..progress import progress_bar
 from . import aggregate, faithfulness
 from .config import GLOBAL_FROM_BATCH, ExplainConfig
 from .report import ExplainReport
-from .subjects import Item, Subject, make_subject
-
-
-PADDING_SLACK = 1.1  # a text batch may hold at most 10% more tokens (padding included) than its texts have
+from .subjects import Item, Subject, length_chunks, make_subject
 
 
 def batches(subject: Subject, items: list[Item], batch_size: int) -> list[np.ndarray]:
@@ -32,18 +29,7 @@ def batches(subject: Subject, items: list[Item], batch_size: int) -> list[np.nda
     exceed PADDING_SLACK, since every padded token costs a full token's forward and backward pass at every IG step."""
     if subject.kind != "text":
         return [np.arange(s, min(s + batch_size, len(items))) for s in range(0, len(items), batch_size)]
-    lengths = np.asarray([len(it.ids) for it in items])
-    order = np.argsort(lengths, kind="stable")
-    out, start, real = [], 0, 0
-    for k, i in enumerate(order):
-        count = k - start + 1
-        if count > 1 and (count > batch_size or lengths[i] * count > PADDING_SLACK * (real + lengths[i])):
-            out.append(order[start:k])
-            start, real = k, 0
-        real += lengths[i]
-    if len(order):
-        out.append(order[start:])
-    return out
+    return length_chunks([len(it.ids) for it in items], batch_size)
 
 
 def attribute_items(subject: Subject, items: list[Item], targets: list[int], config: ExplainConfig, baseline: str,
