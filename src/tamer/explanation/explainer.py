@@ -1,5 +1,6 @@
 """The explain verb: read the inputs, attribute in batches, score completeness and faithfulness, run the sanity
-check and (asked for, or from a batch) the global view, and write the HTML page, JSON and PNG files.
+check and (asked for, or from a batch) the global view, and write the HTML page, JSON and pictures (SVG for text,
+PNG for images).
 
 One input costs about two integrated-gradients runs (its own and the sanity check's); the global view over the test
 split costs one run per example, so it runs only when asked for (`--global`)."""
@@ -143,7 +144,7 @@ def _options(config: ExplainConfig) -> dict:
 
 
 def _write(report: ExplainReport, out: Path) -> None:
-    """explanation.html, explanation.json and the PNGs, written into a temporary folder and renamed into place."""
+    """explanation.html, explanation.json and the pictures, written into a temporary folder and renamed into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tamer-tmp-", dir=out.parent))
     try:

@@ -1,5 +1,5 @@
-"""ExplainReport: attributions with their completeness and faithfulness, as JSON, PNGs and an HTML section
-(tokens coloured by attribution, heatmaps over the digit images, the curves)."""
+"""ExplainReport: attributions with their completeness and faithfulness, as JSON, pictures (SVG for text, PNG for
+images) and an HTML section (tokens coloured by attribution, heatmaps over the digit images, the curves)."""
 from __future__ import annotations
 
 import base64
