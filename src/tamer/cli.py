@@ -153,7 +153,7 @@ _SUBCOMMANDS = {
                  "intermediate steps are written beside --out as OUT.STEP.", _compress_arguments),
     "predict": ("labels and probabilities (or generated text) of an artifact on inputs", None, _predict_arguments),
     "report": ("write the HTML page of an artifact or a run folder", None, _report_arguments),
-    "explain": ("attributions with completeness, faithfulness and pictures (HTML, JSON, PNG)", None, _explain_arguments),
+    "explain": ("attributions with completeness, faithfulness and pictures (HTML, JSON, SVG / PNG)", None, _explain_arguments),
     "attack": ("adversarial examples: fgsm, pgd, square, noise (images); charflip, wordswap (texts)", None,
                cli_robustness.attack_arguments),
     "harden": ("adversarial training (pgd, trades); writes a child artifact", None, cli_robustness.harden_arguments),

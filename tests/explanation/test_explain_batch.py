@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from tamer.explanation.config import ExplainConfig
-from tamer.explanation.explainer import PADDING_SLACK, attribute_items, batches, resolve_targets
-from tamer.explanation.subjects import Item, TextSubject, make_subject
+from tamer.explanation.explainer import attribute_items, batches, resolve_targets
+from tamer.explanation.subjects import PADDING_SLACK, Item, TextSubject, make_subject
 
 TEXTS = ["great food", "the meal was cold and the service was slow tonight", "our food was really lovely",
          "friendly place", "the service was rude", "very tasty meal and our place was really very good indeed",

@@ -19,6 +19,7 @@ def test_digits_attributions_are_faithful_complete_and_pass_the_sanity_check(exp
     assert m["insertion_auc"] > m["random_insertion_auc"]
     assert m["completeness_max_error"] <= 1e-3
     assert m["sanity_change"] > 0.05  # randomized weights change the attributions
+    assert report.sanity["verdict"] == "pass" and m["sanity_passed"] == 1.0  # their rank order comes from the weights
     for name in ("explanation.html", "explanation.json", "heatmaps.png", "curves.png", "global.png"):
         assert (tmp_path / "e" / name).is_file()
     saved = json.loads((tmp_path / "e" / "explanation.json").read_text())
@@ -63,6 +64,14 @@ def test_text_words_are_merged_complete_and_the_sentiment_word_matters(text_arti
     assert set(tops["1"]) & {"good", "great", "lovely", "excellent", "tasty", "friendly"}
     page = (tmp_path / "e" / "explanation.html").read_text()
     assert "rgba(" in page and "terrible" in page
+    import xml.etree.ElementTree as ET
+
+    for name in ("attributions.svg", "eraser.svg"):  # well-formed, drawn into the page as well
+        root = ET.parse(tmp_path / "e" / name).getroot()
+        assert root.tag.endswith("svg") and len(root.findall("{http://www.w3.org/2000/svg}rect")) >= 4
+        assert (tmp_path / "e" / name).read_text() in page
+    bars = ET.parse(tmp_path / "e" / "attributions.svg").getroot().findall("{http://www.w3.org/2000/svg}rect")
+    assert [b.get("fill") for b in bars][4] == "#d62728" and "terrible" in bars[4].find("{http://www.w3.org/2000/svg}title").text
 
 
 @pytest.mark.parametrize("method,baseline", [("ig", "zero"), ("ig", "mask"), ("ig", "pad"), ("saliency", "pad"),

@@ -50,6 +50,20 @@ def cached_quadrature():
 
 
 @contextlib.contextmanager
+def weights_frozen(model: nn.Module):
+    """Attributions need gradients with respect to the inputs only: with the weights out of autograd, the forward
+    pass records less and the backward pass computes no weight gradients. Each flag is restored afterwards."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+@contextlib.contextmanager
 def seeded(seed: int):
     """Run sampling methods under a fixed seed without disturbing the caller's random state."""
     py, npy = random.getstate(), np.random.get_state()

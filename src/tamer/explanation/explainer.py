@@ -1,5 +1,6 @@
 """The explain verb: read the inputs, attribute in batches, score completeness and faithfulness, run the sanity
-check and (asked for, or from a batch) the global view, and write the HTML page, JSON and PNG files.
+check and (asked for, or from a batch) the global view, and write the HTML page, JSON and pictures (SVG for text,
+PNG for images).
 
 One input costs about two integrated-gradients runs (its own and the sanity check's); the global view over the test
 split costs one run per example, so it runs only when asked for (`--global`)."""
@@ -21,10 +22,7 @@ from ..progress import progress_bar
 from . import aggregate, faithfulness
 from .config import GLOBAL_FROM_BATCH, ExplainConfig
 from .report import ExplainReport
-from .subjects import Item, Subject, make_subject
-
-
-PADDING_SLACK = 1.1  # a text batch may hold at most 10% more tokens (padding included) than its texts have
+from .subjects import Item, Subject, length_chunks, make_subject
 
 
 def batches(subject: Subject, items: list[Item], batch_size: int) -> list[np.ndarray]:
@@ -32,18 +30,7 @@ def batches(subject: Subject, items: list[Item], batch_size: int) -> list[np.nda
     exceed PADDING_SLACK, since every padded token costs a full token's forward and backward pass at every IG step."""
     if subject.kind != "text":
         return [np.arange(s, min(s + batch_size, len(items))) for s in range(0, len(items), batch_size)]
-    lengths = np.asarray([len(it.ids) for it in items])
-    order = np.argsort(lengths, kind="stable")
-    out, start, real = [], 0, 0
-    for k, i in enumerate(order):
-        count = k - start + 1
-        if count > 1 and (count > batch_size or lengths[i] * count > PADDING_SLACK * (real + lengths[i])):
-            out.append(order[start:k])
-            start, real = k, 0
-        real += lengths[i]
-    if len(order):
-        out.append(order[start:])
-    return out
+    return length_chunks([len(it.ids) for it in items], batch_size)
 
 
 def attribute_items(subject: Subject, items: list[Item], targets: list[int], config: ExplainConfig, baseline: str,
@@ -80,7 +67,7 @@ def explain(artifact: Artifact, config: ExplainConfig, out: str | Path, progress
     task, model = artifact.load_model()
     subject = make_subject(task, model)
     baseline = subject.check_baseline(config.baseline)
-    seed = int(artifact.manifest.get("options", {}).get("seed", 0) or 0)
+    seed = artifact.split_seed  # a compressed child's test split is its parent's (its own `seed` is the compress seed)
     subject.parse_target(config.target)  # bad targets fail before any work
     items = subject.read_inputs(config, seed)
     targets, target_probs, predicted = resolve_targets(subject, items, config)
@@ -99,7 +86,7 @@ def explain(artifact: Artifact, config: ExplainConfig, out: str | Path, progress
         k = min(config.sanity_examples, len(items))
         sanity = faithfulness.sanity_check(
             model, lambda m: attribute_items(subject.with_model(m), items[:k], targets[:k], quick, baseline)[0],
-            scores[:k], config.sanity, config.seed)
+            scores[:k], subject.differs(items[:k], baseline), config.sanity, config.seed)
     global_view = None
     if not getattr(subject, "lm", False):
         global_view = _global_view(subject, items, scores, targets, config, quick, baseline, seed)
@@ -155,7 +142,7 @@ def _options(config: ExplainConfig) -> dict:
 
 
 def _write(report: ExplainReport, out: Path) -> None:
-    """explanation.html, explanation.json and the PNGs, written into a temporary folder and renamed into place."""
+    """explanation.html, explanation.json and the pictures, written into a temporary folder and renamed into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tamer-tmp-", dir=out.parent))
     try:

@@ -1,5 +1,5 @@
-"""ExplainReport: attributions with their completeness and faithfulness, as JSON, PNGs and an HTML section
-(tokens coloured by attribution, heatmaps over the digit images, the curves)."""
+"""ExplainReport: attributions with their completeness and faithfulness, as JSON, pictures (SVG for text, PNG for
+images) and an HTML section (tokens coloured by attribution, heatmaps over the digit images, the curves)."""
 from __future__ import annotations
 
 import base64
@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..report import Report, figure_html, table_html, write_page
+from . import svg
 
 SHOWN = 12  # items drawn on the page; the JSON holds all
 
@@ -26,6 +27,10 @@ def _plt():
 
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _figure(svg_text: str, caption: str) -> str:
+    return f'<figure style="margin:0">{svg_text}<figcaption class=muted>{html.escape(caption)}</figcaption></figure>'
 
 
 def _ratio(a: float, b: float) -> float:
@@ -68,6 +73,8 @@ class ExplainReport(Report):
         if self.sanity:
             m["sanity_change"] = self.sanity["change"]
             m["sanity_spearman_abs"] = self.sanity["spearman_abs"]
+            if self.sanity.get("verdict") in ("pass", "fail"):
+                m["sanity_passed"] = float(self.sanity["verdict"] == "pass")
         return m
 
     def summary(self) -> str:
@@ -89,25 +96,30 @@ class ExplainReport(Report):
             lines.append(f"comprehensiveness {g['comprehensiveness']:.3f} vs random {g['random_comprehensiveness']:.3f} "
                          f"({g['comprehensiveness_ratio']:.2f}x); sufficiency {g['sufficiency']:.3f} vs random {g['random_sufficiency']:.3f}")
         if self.sanity:
-            lines.append(f"sanity ({self.sanity['mode']} randomization): rank correlation {self.sanity['spearman_abs']:.3f}, "
-                         f"change {self.sanity['change']:.3f}")
+            lines.append(f"sanity check ({self.sanity['mode']} randomization): {self._verdict()}")
         if self.out:
             lines.append(f"written to {self.out}")
         return "\n".join(lines)
 
+    def _verdict(self) -> str:
+        s = self.sanity
+        word = {"pass": "passes", "fail": "FAILS", "undecided": "is undecided"}.get(s.get("verdict"), "")
+        return f"{self.method} {word} on this model: {s.get('meaning', '')}"
+
     # -- pictures -----------------------------------------------------------------------
     def figures(self) -> list[tuple[str, str, Callable]]:
-        """(file name, caption, function making the matplotlib figure) for every picture."""
-        figs = []
+        """(file name, caption, function making the picture) for every picture: a matplotlib figure for a .png, the
+        SVG text for a .svg (the text charts, drawn by hand in a few milliseconds)."""
+        figs: list[tuple[str, str, Callable]] = []
         if self.kind == "image":
             figs.append(("heatmaps.png", "attributions over the digits", self._heatmaps))
         else:
-            figs.append(("attributions.png", "word attributions", self._word_bars))
+            figs.append(("attributions.svg", "word attributions", lambda: svg.word_bars(self.items[:4])))
         f = self.faithfulness or {}
         if "deletion" in f:
             figs.append(("curves.png", "deletion and insertion curves", self._curves))
         if "comprehensiveness" in f:
-            figs.append(("eraser.png", "comprehensiveness and sufficiency", self._eraser))
+            figs.append(("eraser.svg", "comprehensiveness and sufficiency", lambda: svg.eraser_bars(f, self.method)))
         if self.sanity and len(self.sanity["steps"]) > 1:
             figs.append(("sanity.png", "cascading randomization", self._sanity))
         if self.global_view and self.global_view["kind"] == "image":
@@ -129,20 +141,6 @@ class ExplainReport(Report):
         fig.suptitle(f"{self.method}: red pushes toward the class, blue away", fontsize=9)
         return fig
 
-    def _word_bars(self):
-        plt = _plt()
-        rows = self.items[:4]
-        fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.0 + 0.22 * sum(min(len(r["words"]), 30) for r in rows) + 0.5 * len(rows)),
-                                 squeeze=False)
-        for ax, r in zip(axes[:, 0], rows):
-            words, vals = r["words"][:30], np.asarray(r["attributions"][:30])
-            ax.barh(range(len(words)), vals, color=["tab:red" if v > 0 else "tab:blue" for v in vals])
-            ax.set_yticks(range(len(words)), words, fontsize=7)
-            ax.invert_yaxis()
-            ax.set_title(f"{r['name']}: {r['target_label']} p={r['probability']:.2f}", fontsize=8)
-        fig.tight_layout()
-        return fig
-
     def _curves(self):
         plt = _plt()
         f = self.faithfulness
@@ -153,17 +151,6 @@ class ExplainReport(Report):
             ax.set_xlabel(f"fraction of pixels {'removed' if name == 'deletion' else 'shown'}")
             ax.set_ylabel("probability of the target")
             ax.set_title(name); ax.legend(fontsize=8); ax.grid(alpha=.3)
-        return fig
-
-    def _eraser(self):
-        plt = _plt()
-        f = self.faithfulness
-        fig, ax = plt.subplots(figsize=(5, 3))
-        x = np.arange(2)
-        ax.bar(x - 0.2, [f["comprehensiveness"], f["sufficiency"]], 0.4, label=self.method)
-        ax.bar(x + 0.2, [f["random_comprehensiveness"], f["random_sufficiency"]], 0.4, label="random")
-        ax.set_xticks(x, ["comprehensiveness (higher better)", "sufficiency (lower better)"], fontsize=8)
-        ax.legend(fontsize=8); ax.grid(alpha=.3, axis="y")
         return fig
 
     def _sanity(self):
@@ -230,15 +217,25 @@ class ExplainReport(Report):
                     "random_comprehensiveness", "sufficiency", "random_sufficiency", "sanity_spearman_abs", "sanity_change"):
             if key in g:
                 head.append((key.replace("_", " "), float(g[key])))
+        verdict = ""
+        if self.sanity and "verdict" in self.sanity:
+            cls = {"pass": "pass", "fail": "fail"}.get(self.sanity["verdict"], "muted")
+            verdict = (f"<p class={cls}>sanity check ({html.escape(self.sanity['mode'])} model randomization, "
+                       f"Adebayo et al. 2018): {html.escape(self._verdict())}</p>")
         pngs = getattr(self, "_pngs", {})
-        figs = "".join(_img(pngs[name], caption) if name in pngs else figure_html(make(), caption)
+        figs = "".join(_figure(make(), caption) if name.endswith(".svg") else
+                       _img(pngs[name], caption) if name in pngs else figure_html(make(), caption)
                        for name, caption, make in self.figures())
         return (f"<section><h2>Explain · {html.escape(self.task)} · {html.escape(self.method)}</h2>"
-                f"{table_html(head, ['what', 'value'])}{self._items_html()}<div class=figs>{figs}</div>{self._global_html()}</section>")
+                f"{table_html(head, ['what', 'value'])}{verdict}{self._items_html()}<div class=figs>{figs}</div>{self._global_html()}</section>")
 
     def write_files(self, folder: Path) -> list[str]:
         names, self._pngs = [], {}
         for name, _, make in self.figures():
+            if name.endswith(".svg"):
+                (folder / name).write_text(make(), encoding="utf-8")
+                names.append(name)
+                continue
             fig = make()
             fig.savefig(folder / name, dpi=110, bbox_inches="tight")
             _plt().close(fig)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import UsageError
-from .attribute import Attribution, attribute
+from .attribute import attribute, weights_frozen
 from .config import ExplainConfig
 
 
@@ -30,6 +29,26 @@ class Item:
     @property
     def n_features(self) -> int:
         return self.pixels.numel() if self.pixels is not None else len(self.words)
+
+
+PADDING_SLACK = 1.1  # a text batch may hold at most 10% more tokens (padding included) than its texts have
+
+
+def length_chunks(lengths, size: int) -> list[np.ndarray]:
+    """Indices of texts per model call: up to `size` texts, sorted by length and cut where padding would exceed
+    PADDING_SLACK, since every padded token costs a real token's compute."""
+    lengths = np.asarray(lengths)
+    order = np.argsort(lengths, kind="stable")
+    out, start, real = [], 0, 0
+    for k, i in enumerate(order):
+        count = k - start + 1
+        if count > 1 and (count > size or lengths[i] * count > PADDING_SLACK * (real + lengths[i])):
+            out.append(order[start:k])
+            start, real = k, 0
+        real += lengths[i]
+    if len(order):
+        out.append(order[start:])
+    return out
 
 
 def _check_index(index: tuple[int, ...], n: int) -> None:
@@ -130,9 +149,15 @@ class ImageSubject(Subject):
         x, _ = self.batch(items)
         base = self.baseline_of(x, baseline)
         mask = torch.arange(x[0].numel()).view(1, *x.shape[1:]).expand_as(x)
-        a = attribute(config.method, self.forward, x, base, targets, feature_mask=mask, n_steps=config.n_steps,
-                      max_steps=config.max_steps, tolerance=config.tolerance, n_samples=config.n_samples, seed=config.seed)
+        with weights_frozen(self.model):
+            a = attribute(config.method, self.forward, x, base, targets, feature_mask=mask, n_steps=config.n_steps,
+                          max_steps=config.max_steps, tolerance=config.tolerance, n_samples=config.n_samples, seed=config.seed)
         return [v.flatten().tolist() for v in a.values], a
+
+    def differs(self, items: list[Item], baseline: str) -> list[np.ndarray]:
+        """Per input: which pixels differ from the baseline's."""
+        x, _ = self.batch(items)
+        return [d.flatten().numpy() for d in (x != self.baseline_of(x, baseline))]
 
     @torch.no_grad()
     def masked_probs(self, items: list[Item], keeps: list[np.ndarray], targets: list[int], baseline: str) -> np.ndarray:
@@ -268,7 +293,7 @@ class TextSubject(Subject):
         ids, mask = self._collate([it.ids for it in items])
         return ids, (mask,)
 
-    def _baseline_ids(self, items: list[Item], ids: torch.Tensor, baseline: str) -> torch.Tensor:
+    def baseline_ids(self, items: list[Item], ids: torch.Tensor, baseline: str) -> torch.Tensor:
         if baseline == "mask" and self.tokenizer.mask_token_id is None:
             raise UsageError(f"--baseline mask needs a tokenizer with a mask token; {self.task.name}'s has none, use pad or zero.")
         fill = {"pad": self.pad_id, "mask": self.tokenizer.mask_token_id, "zero": -1}[baseline]
@@ -281,7 +306,7 @@ class TextSubject(Subject):
 
     def attribute(self, items: list[Item], targets: torch.Tensor, config: ExplainConfig, baseline: str):
         ids, (mask,) = self.batch(items)
-        base = self._baseline_ids(items, ids, baseline)
+        base = self.baseline_ids(items, ids, baseline)
         groups = max(it.n_features for it in items)  # special and pad tokens share one group whose baseline is itself
         feature_mask = torch.full_like(ids, groups)
         for i, it in enumerate(items):
@@ -289,10 +314,24 @@ class TextSubject(Subject):
                 if w is not None:
                     feature_mask[i, t] = w
         budget = max(len(items), int(4e6 // (ids.shape[1] * self.hidden)))
-        a = attribute(config.method, self.forward, ids, base, targets, extra=(mask,), layer=self.layer,
-                      feature_mask=feature_mask, n_steps=config.n_steps, max_steps=config.max_steps, tolerance=config.tolerance,
-                      n_samples=config.n_samples, seed=config.seed, row_budget=budget)
+        with weights_frozen(self.model):
+            a = attribute(config.method, self.forward, ids, base, targets, extra=(mask,), layer=self.layer,
+                          feature_mask=feature_mask, n_steps=config.n_steps, max_steps=config.max_steps,
+                          tolerance=config.tolerance, n_samples=config.n_samples, seed=config.seed, row_budget=budget)
         return [self._merge(it, a.values[i], a.grouped) for i, it in enumerate(items)], a
+
+    def differs(self, items: list[Item], baseline: str) -> list[np.ndarray]:
+        """Per input: which words differ from the baseline (a word differs where any of its tokens does)."""
+        ids, _ = self.batch(items)
+        changed = ids != self.baseline_ids(items, ids, baseline)
+        out = []
+        for i, it in enumerate(items):
+            d = np.zeros(it.n_features, bool)
+            for t, w in enumerate(it.word_ids):
+                if w is not None and bool(changed[i, t]):
+                    d[w] = True
+            out.append(d)
+        return out
 
     @staticmethod
     def _merge(item: Item, values: torch.Tensor, grouped: bool) -> list[float]:
@@ -312,23 +351,20 @@ class TextSubject(Subject):
 
     @torch.no_grad()
     def masked_probs(self, items: list[Item], keeps: list[np.ndarray], targets: list[int], baseline: str, chunk: int = 128) -> np.ndarray:
-        """Probability of each target with the words not kept deleted from the text (ERASER deletes, not masks)."""
-        rows = []
-        for it, keep in zip(items, keeps):
-            row = [tid for tid, w in zip(it.ids, it.word_ids) if w is None or keep[w]]
-            rows.append(row or [self.tokenizer.eos_token_id or self.pad_id])
-        out = []
-        order = np.argsort([len(r) for r in rows], kind="stable")  # similar lengths together: less padding
-        for s in range(0, len(rows), chunk):
-            idx = order[s:s + chunk]
-            ids, mask = self._collate([rows[i] for i in idx])
+        """Probability of each target with the words not kept deleted from the text (ERASER deletes, not masks).
+        Each distinct (text, target) goes through the model once, in calls of similar lengths."""
+        index: dict[tuple, int] = {}
+        where = []
+        for it, keep, t in zip(items, keeps, targets):
+            row = tuple(tid for tid, w in zip(it.ids, it.word_ids) if w is None or keep[w]) or (self.tokenizer.eos_token_id or self.pad_id,)
+            where.append(index.setdefault((row, t), len(index)))
+        unique = list(index)
+        result = np.zeros(len(unique), dtype=np.float64)
+        for idx in length_chunks([len(r) for r, _ in unique], chunk):
+            ids, mask = self._collate([unique[i][0] for i in idx])
             probs = self.forward(ids, mask)
-            out.append((idx, probs[torch.arange(len(idx)), torch.as_tensor([targets[i] for i in idx])].numpy()))
-        result = np.zeros(len(rows), dtype=np.float64)
-        for idx, p in out:
-            result[idx] = p
-        return result
-
+            result[idx] = probs[torch.arange(len(idx)), torch.as_tensor([unique[i][1] for i in idx])].numpy()
+        return result[where]
 
 def make_subject(task, model: nn.Module) -> Subject:
     if getattr(task, "tokenizer", None) is not None and task.kind in ("classification", "language-model"):

@@ -52,7 +52,8 @@ class EncoderClassifier(nn.Module):
     """Encoder -> masked mean over tokens -> dropout -> linear head.
 
     With `token_map_size` the encoder's word table holds a trimmed vocabulary (distillation's `vocab=N`): the buffer
-    `token_map` sends each of the tokenizer's ids to its row, and ids that were not kept to the row of [UNK]."""
+    `token_map` sends each of the tokenizer's ids to its row, and ids that were not kept to the row of [UNK]. A
+    negative id passes through unmapped: it is the id that embeds as the zero vector (explain's `zero` baseline)."""
 
     def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1, token_map_size: int | None = None):
         super().__init__()
@@ -63,7 +64,7 @@ class EncoderClassifier(nn.Module):
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.token_map is not None:
-            input_ids = self.token_map[input_ids]
+            input_ids = torch.where(input_ids < 0, input_ids, self.token_map[input_ids.clamp(min=0)])
         extra = {}
         if self.encoder.config.model_type == "bert":  # BERT's default token types and positions are broadcast views
             # of one row, which per-example gradients (DP-SGD) cannot split by example: give every example its own
