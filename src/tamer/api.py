@@ -252,13 +252,19 @@ def compress(artifact: str | Path | Artifact, config=None, *, out: str | Path | 
     from .compression import compress as _compress
 
     config = config or make_config(CompressConfig, options)
+    return _child_verb(_compress, artifact, config, out, progress, key_file, passphrase_env)
+
+
+def _child_verb(verb, artifact, config, out, progress: bool, key_file: str | None, passphrase_env: str | None) -> Artifact:
+    """Run a verb that writes a child of `artifact` (opened with the secret when it is sealed); a key given means
+    the child is sealed too: written to a private temporary folder beside `out`, sealed, and removed."""
     if not isinstance(artifact, Artifact):
         artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
     out = Path(out or default_out(artifact.task))
     if not (key_file or passphrase_env):
-        return _compress(artifact, config, out, progress=progress)
-    return _sealed_children(lambda target: _compress(artifact, config, target, progress=progress), out,
-                            key_file, passphrase_env)
+        return verb(artifact, config, out, progress=progress)
+    return _sealed_children(lambda target: verb(artifact, config, target, progress=progress), out, key_file,
+                            passphrase_env)
 
 
 def _sealed_children(write, out: Path, key_file: str | None, passphrase_env: str | None):
@@ -311,13 +317,7 @@ def harden(artifact: str | Path | Artifact, config=None, *, out: str | Path | No
     from .robustness import harden as _harden
 
     config = config or make_config(HardenConfig, options)
-    if not isinstance(artifact, Artifact):
-        artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
-    out = Path(out or default_out(artifact.task))
-    if not (key_file or passphrase_env):
-        return _harden(artifact, config, out, progress=progress)
-    return _sealed_children(lambda target: _harden(artifact, config, target, progress=progress), out, key_file,
-                            passphrase_env)  # a key given means sealed output
+    return _child_verb(_harden, artifact, config, out, progress, key_file, passphrase_env)
 
 
 def stability(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None,
