@@ -23,7 +23,7 @@ def load_split(artifact: Artifact, split: str, limit: int):
     task, model = artifact.load_model()
     if task.kind != "classification":
         raise UsageError(f"artifact task {artifact.task!r} is a {task.kind} task; the robustness verbs measure classifiers.")
-    splits = task.prepare(artifact.split_seed)
+    splits = task.splits(artifact.split_seed)
     data = splits.test if split == "test" else splits.val
     examples = [data[i] for i in range(len(data) if not limit else min(limit, len(data)))]
     if not examples:

@@ -91,7 +91,7 @@ def harden(artifact: Artifact, config: HardenConfig, out: str | Path, progress: 
     task, model = artifact.load_model()
     if task.kind != "classification":
         raise UsageError(f"artifact task {artifact.task!r} is a {task.kind} task; harden trains classifiers.")
-    splits = task.prepare(artifact.split_seed)
+    splits = task.splits(artifact.split_seed)
     kind = input_kind(task, task.collate([splits.train[0]]))
     if kind == "text" and config.method == "trades":
         raise UsageError("--method trades needs images; harden a text model with --method pgd (perturbed copies).")
