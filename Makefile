@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch is pinned here (a CPU build that lies on this machine's disk); pyproject accepts any torch >= 2.6.
-	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[dev,minilm]"
+	$(BIN)/python -m pip install -q "torch==2.13.0" -e ".[dev,minilm,ner]"
 	touch $(STAMP)
 
 demo: $(STAMP)
