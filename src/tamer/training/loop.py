@@ -130,6 +130,14 @@ class Fitted:
     replica_spread: float = 0.0  # DDP: largest difference of a weight checksum between ranks (0 = identical)
 
 
+@dataclass(frozen=True)
+class Start:
+    """Where a warm-started fit begins: an artifact's model config and its (fp32) weights."""
+
+    model_config: dict[str, Any]
+    state: dict[str, torch.Tensor]
+
+
 class BestEpoch(Callback):
     """Validation, the best epoch's weights, early stopping (--patience) and checkpoints (every
     --checkpoint-every steps and at every epoch end), on every rank alike."""
@@ -176,9 +184,10 @@ class BestEpoch(Callback):
 
 
 def fit(task: Task, splits: Splits, config: TrainConfig, checkpoint_dir: Path | None = None,
-        show_progress: bool = True, world: World | None = None) -> Fitted:
+        show_progress: bool = True, world: World | None = None, start: Start | None = None) -> Fitted:
     """Train `task`'s model on `splits.train` (on every rank of `world`), choosing the epoch with the best
-    validation metric. `config.batch_size` is the global batch: each rank takes a slice of it."""
+    validation metric. `config.batch_size` is the global batch: each rank takes a slice of it. `start` warm-starts
+    from an artifact's model config and weights instead of the task's fresh model."""
     for part in ("train", "val"):
         if len(getattr(splits, part)) == 0:
             raise DataError(f"the {part} split is empty; give more data or change the split fractions.")
@@ -220,7 +229,11 @@ def fit(task: Task, splits: Splits, config: TrainConfig, checkpoint_dir: Path | 
         return batch
 
     transforms.append(seed_dropout)
-    loop = Loop(task.build_model(task.model_config()), lambda model: make_optimizer(model, config), pieces,
+    model_config = start.model_config if start is not None else task.model_config()
+    first = task.build_model(model_config)
+    if start is not None:
+        first.load_state_dict(start.state)
+    loop = Loop(first, lambda model: make_optimizer(model, config), pieces,
                 task_loss(task), config.epochs, wrappers=[lambda m, o, d: (wrap(m, config.strategy, world), o, d)],
                 transforms=transforms, reduce=lambda *values: sum_all(world, *values)).prepare()
     model, optimizer = loop.model, loop.optimizer
@@ -253,7 +266,7 @@ def fit(task: Task, splits: Splits, config: TrainConfig, checkpoint_dir: Path | 
     stopped_early = len(s.history) < config.epochs
     final = None
     if world.main:
-        final = task.build_model(task.model_config())
+        final = task.build_model(model_config)
         final.load_state_dict(s.best_state)
         final.eval()
     return Fitted(final, s.history, s.best_epoch, stopped_early, seconds, s.seen / max(seconds, 1e-9), epoch_seconds,
