@@ -15,6 +15,7 @@ from .schema import HEAD
 ENV = "TAMER_REGISTRY_URL"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
+WRITE = "tamer_write"  # execution option of a write transaction: writers(engine).begin()
 
 
 class RegistryUnavailable(UsageError):
@@ -44,10 +45,11 @@ def _sqlite_pragmas(dbapi_connection, record) -> None:
     cursor.close()
 
 
-def _begin_immediate(conn) -> None:
-    """Take SQLite's write lock when a transaction begins, so two writers queue on the busy timeout instead of one
-    failing when it upgrades a read lock (SQLITE_BUSY is not retried there)."""
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+def _begin(conn) -> None:
+    """A write transaction (engine option WRITE) takes SQLite's write lock when it begins, so two writers queue on
+    the busy timeout instead of one failing when it upgrades a read lock (SQLITE_BUSY is not retried there); a read
+    takes no lock until it reads, and WAL lets it read beside a writer."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE) else "BEGIN")
 
 
 def make_engine(url: str | None = None) -> sa.Engine:
@@ -72,12 +74,17 @@ def make_engine(url: str | None = None) -> sa.Engine:
                                               f"({exc.strerror}); set {ENV} to a writable place.") from None
             engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
             event.listen(engine, "connect", _sqlite_pragmas)
-            event.listen(engine, "begin", _begin_immediate)
+            event.listen(engine, "begin", _begin)
             return engine
         return sa.create_engine(parsed, connect_args={"connect_timeout": 5}, pool_pre_ping=True)
     except (ImportError, sa.exc.NoSuchModuleError) as exc:
         raise RegistryUnavailable(f"registry URL {shown(parsed)!r} needs a database driver that is not installed "
                                   f"({exc}); for PostgreSQL install psycopg and use postgresql+psycopg://.") from None
+
+
+def writer(engine: sa.Engine) -> sa.Engine:
+    """The engine whose transactions are write transactions (on SQLite: BEGIN IMMEDIATE)."""
+    return engine.execution_options(**{WRITE: True})
 
 
 def revision(conn: sa.Connection) -> str | None:
@@ -104,7 +111,7 @@ def upgrade(engine: sa.Engine, target: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         if engine.dialect.name == "postgresql":  # one migrator at a time; SQLite's BEGIN IMMEDIATE already is
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7366121)"))
         config.attributes["connection"] = conn

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping
 import sqlalchemy as sa
 
 from ..errors import UsageError
-from .database import ENV, RegistryUnavailable, make_engine, shown, upgrade
+from .database import ENV, RegistryUnavailable, make_engine, shown, upgrade, writer
 from .schema import aliases, artifacts, events, locations, parents, tags
 
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
@@ -45,6 +45,7 @@ class Registry:
 
     def __init__(self, url: str | None = None):
         self.engine = make_engine(url)
+        self._writer = writer(self.engine)
         self.url = shown(self.engine.url)
         with self._errors():
             upgrade(self.engine)
@@ -75,7 +76,7 @@ class Registry:
     def _write(self, lock: str | None = None) -> Iterator[sa.Connection]:
         """One write transaction; `lock` names an alias whose moves are serialised (SQLite's BEGIN IMMEDIATE
         already serialises every writer; PostgreSQL takes a transaction-scoped advisory lock on the name)."""
-        with self._errors(), self.engine.begin() as conn:
+        with self._errors(), self._writer.begin() as conn:
             if lock is not None and conn.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"tamer-alias:{lock}"})
             yield conn
@@ -110,7 +111,8 @@ class Registry:
                "verb": str(manifest.get("verb", "?")), "metrics": _scalars(manifest.get("metrics", {}).get("test", {})),
                "path": str(location), "created_at": manifest.get("created_at"), "registered_at": now()}
         with self._write() as conn:
-            new = conn.execute(self._insert(conn, artifacts).values(**row).on_conflict_do_nothing()).rowcount == 1
+            new = conn.execute(self._insert(conn, artifacts).values(**row).on_conflict_do_nothing()
+                               .returning(artifacts.c.id)).first() is not None
             if new:
                 rows = [{"child_id": aid, "parent_id": str(p), "position": i}
                         for i, p in enumerate(manifest.get("parents", []))]
@@ -120,7 +122,7 @@ class Registry:
                             f"{row['verb']} at {location}")
             placed = conn.execute(self._insert(conn, locations).values(
                 artifact_id=aid, uri=str(location), sealed=bool(sealed), added_at=row["registered_at"])
-                .on_conflict_do_nothing()).rowcount == 1
+                .on_conflict_do_nothing().returning(locations.c.uri)).first() is not None
             if placed and not new:
                 self._event(conn, "seal" if sealed else "copy", artifact_id=aid, to_id=aid, by=by,
                             reason=f"{'sealed ' if sealed else ''}copy at {location}")
