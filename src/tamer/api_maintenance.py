@@ -47,7 +47,7 @@ def record(*copies: tuple[Any, str | Path, bool]) -> None:
     except Exception as exc:  # a model already written is worth more than its catalogue entry
         reason = " ".join(str(exc).split()) or type(exc).__name__
         for item, where, _ in copies:
-            print(f"tamer: warning: artifact {getattr(item, 'manifest', item).get('id')} was written to {where} but not "
+            print(f"tamer: warning: artifact {getattr(item, 'manifest', item).get('id')} at {where} is kept but was not "
                   f"recorded in the registry ({reason}); record it later with `tamer registry add {where}`.",
                   file=sys.stderr)
 
