@@ -11,6 +11,20 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SENTIMENT = SHARED / "data" / "sentiment"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def registry_for_the_session(tmp_path_factory):
+    """Every verb records what it writes in the registry: during the tests, in a temporary SQLite file, never in
+    the repository's .tamer/ (a test that needs its own registry sets TAMER_REGISTRY_URL itself)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('registry') / 'registry.db'}"
+    before = os.environ.get("TAMER_REGISTRY_URL")
+    os.environ["TAMER_REGISTRY_URL"] = url
+    yield url
+    if before is None:
+        os.environ.pop("TAMER_REGISTRY_URL", None)
+    else:
+        os.environ["TAMER_REGISTRY_URL"] = before
+
+
 @pytest.fixture(scope="session")
 def sentiment_dir() -> Path:
     if not (SENTIMENT / "yelp_labelled.txt").is_file():

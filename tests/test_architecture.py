@@ -11,8 +11,12 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "tamer"
 CORE = {"artifact", "tasks", "report", "loop", "config", "errors", "progress", "version"}
 CAPABILITIES = {"training", "compression", "protection", "explanation", "robustness", "maintenance", "serving"}
-FACE = {"api", "pipeline", "stages", "cli", "cli_robustness", "__main__", ""}  # "" is tamer/__init__.py
-OWNERS = {"captum": {"tamer.explanation.attribute"}, "opacus": {"tamer.protection.privacy"}}
+FACE = {"api", "api_maintenance", "pipeline", "stages", "cli", "cli_robustness", "cli_maintenance", "__main__", ""}  # "" is tamer/__init__.py
+# a name ending in "." owns every module under it (the registry's migrations, one file per schema revision)
+OWNERS = {"captum": {"tamer.explanation.attribute"}, "opacus": {"tamer.protection.privacy"},
+          "sqlalchemy": {"tamer.maintenance.database", "tamer.maintenance.schema", "tamer.maintenance.registry",
+                         "tamer.maintenance.migrations."},
+          "alembic": {"tamer.maintenance.database", "tamer.maintenance.migrations."}}
 # torch documents Inductor's settings at this path (torch.compile's `options` did not reach freezing in torch 2.13)
 DOCUMENTED_PRIVATE = {"torch._inductor.config"}
 MAX_LINES = 420  # "split when a file needs a table of contents (about 400 lines)"
@@ -148,7 +152,8 @@ def test_no_private_name_is_imported_from_another_module():
 @pytest.mark.parametrize("library", sorted(OWNERS))
 def test_third_party_libraries_stay_behind_their_owner(library):
     users = {module for module in MODULES for base, _, _ in _imports(module) if base.split(".")[0] == library}
-    assert users <= OWNERS[library]
+    prefixes = tuple(o for o in OWNERS[library] if o.endswith("."))
+    assert {u for u in users if not u.startswith(prefixes)} <= OWNERS[library]
 
 
 def test_files_are_short_enough_to_read_at_once():

@@ -6,6 +6,8 @@ import datetime as _dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .api_maintenance import (add, catalogue, history, lineage, promote, record, record_children, registry,  # noqa: F401
+                              resolve, rollback, show, tag)
 from .artifact import Artifact
 from .config import make_config
 from .errors import ArtifactError, UsageError, refuse_existing
@@ -95,10 +97,12 @@ def train(task: str | Task = "digits", config: TrainConfig | None = None, *, out
 
 
 def _with_train_report(artifact: Artifact | None) -> Artifact | None:
-    """The trained artifact with its TrainReport (PrivacyReport for DP-SGD) attached (on every torchrun rank); None
-    only where this process launched torchrun and the artifact was written on another machine."""
+    """The trained artifact, recorded in the registry, with its TrainReport (PrivacyReport for DP-SGD) attached (on
+    every torchrun rank); None only where this process launched torchrun and the artifact was written on another
+    machine."""
     if artifact is None:
         return None
+    record((artifact, artifact.path, False))
     if "privacy" in artifact.manifest:
         from .protection.privacy import PrivacyReport
 
@@ -175,7 +179,9 @@ def encrypt(artifact: str | Path | Artifact, config=None, *, out: str | Path, **
     config = config or make_config(EncryptConfig, options)
     if not isinstance(artifact, Artifact):
         artifact = Artifact.load(artifact)
-    return encrypt_artifact(artifact, out, secret_from_options(config.key_file, config.passphrase_env), config.chunk_size)
+    report = encrypt_artifact(artifact, out, secret_from_options(config.key_file, config.passphrase_env), config.chunk_size)
+    record(*([] if artifact.in_memory else [(artifact, artifact.path, False)]), (artifact, out, True))
+    return report
 
 
 def decrypt(path: str | Path, config=None, *, out: str | Path, **options: Any):
@@ -183,7 +189,10 @@ def decrypt(path: str | Path, config=None, *, out: str | Path, **options: Any):
     from .protection import EncryptConfig, decrypt_artifact, secret_from_options
 
     config = config or make_config(EncryptConfig, options)
-    return decrypt_artifact(path, out, secret_from_options(config.key_file, config.passphrase_env))
+    report = decrypt_artifact(path, out, secret_from_options(config.key_file, config.passphrase_env))
+    plain = Artifact.load(out)
+    record((plain, out, False), (plain, path, True))
+    return report
 
 
 def scrub(path: str | Path, config=None, *, out: str | Path | None = None, restore: str | Path | None = None,
@@ -238,6 +247,7 @@ def federate(task: str | Task = "digits", config=None, *, out: str | Path | None
     from .protection.federated import FederateReport
 
     artifact = _federate(task, config, out or default_out(task.name), privacy, show_progress=progress)
+    record((artifact, artifact.path, False))
     return artifact.with_report(FederateReport.from_artifact(artifact))
 
 
@@ -262,9 +272,12 @@ def _child_verb(verb, artifact, config, out, progress: bool, key_file: str | Non
         artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
     out = Path(out or default_out(artifact.task))
     if not (key_file or passphrase_env):
-        return verb(artifact, config, out, progress=progress)
-    return _sealed_children(lambda target: verb(artifact, config, target, progress=progress), out, key_file,
-                            passphrase_env)
+        child = verb(artifact, config, out, progress=progress)
+    else:
+        child = _sealed_children(lambda target: verb(artifact, config, target, progress=progress), out, key_file,
+                                 passphrase_env)
+    record_children(child, sealed=bool(key_file or passphrase_env))
+    return child
 
 
 def _sealed_children(write, out: Path, key_file: str | None, passphrase_env: str | None):
@@ -336,7 +349,10 @@ def stability(artifact: str | Path | Artifact, config=None, *, out: str | Path |
         return _stability(artifact, config, others)
     out = Path(out or default_out(artifact.task))
     if not (key_file or passphrase_env):
-        return _stability(artifact, config, others, out)
+        child = _stability(artifact, config, others, out)
+        record((child, child.path, False))
+        return child
     child = _sealed_children(lambda target: _stability(artifact, config, others, target), out, key_file, passphrase_env)
     child.report.calibration["artifact"], child.report.artifact = str(out), str(artifact.path)
+    record((child, out, True))
     return child  # sealed with the input's secret, as compress does

@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from . import cli_robustness
+from . import cli_maintenance, cli_robustness
 from .config import add_config_arguments
 from .errors import TamerError, UsageError
 
@@ -159,6 +159,10 @@ _SUBCOMMANDS = {
     "harden": ("adversarial training (pgd, trades); writes a child artifact", None, cli_robustness.harden_arguments),
     "stability": ("flip rate under noise, agreement, calibration error; --calibrate writes a child", None,
                   cli_robustness.stability_arguments),
+    "registry": ("the model registry: list, show, lineage, history, promote, rollback, tag, add", None,
+                 cli_maintenance.registry_arguments),
+    "rollback": ("point an alias back at the artifact it named before (same as `registry rollback`)", None,
+                 cli_maintenance.rollback_arguments),
 }
 
 
@@ -325,6 +329,9 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     if args.verb in ("attack", "harden", "stability"):
         _emit(args, *cli_robustness.run(args, progress))
+        return 0
+    if args.verb in ("registry", "rollback"):
+        _emit(args, *cli_maintenance.run(args))
         return 0
     if args.verb == "compress":
         from .compression.config import CompressConfig

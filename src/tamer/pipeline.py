@@ -42,6 +42,22 @@ def parse_gate(gate: Any, where: str) -> list[tuple[str, str, float]]:
     return out
 
 
+def judge(stage: str, gates: list[tuple[str, str, float]], metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each gate against the metrics: {metric, op, threshold, value, passed}; a metric not reported is an error."""
+    checked = []
+    for metric, op, threshold in gates:
+        if metric not in metrics:
+            raise UsageError(f"stage {stage}: gate metric {metric!r} is not reported; available: {', '.join(sorted(metrics))}.")
+        checked.append({"metric": metric, "op": op, "threshold": threshold, "value": float(metrics[metric]),
+                        "passed": bool(_OPS[op](float(metrics[metric]), threshold))})
+    return checked
+
+
+def gate_message(stage: str, checked: list[dict[str, Any]], then: str) -> str:
+    bad = next(g for g in checked if not g["passed"])
+    return f"gate failed at stage {stage}: {bad['metric']} = {bad['value']:.4g}, which is not {bad['op']} {bad['threshold']}; {then}"
+
+
 @dataclass
 class StageResult:
     name: str
@@ -180,6 +196,13 @@ def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, 
     status, message, failure = "passed", "", None
     for stage_name, stage, options, gates in steps:
         t0 = time.perf_counter()
+        before = ctx.artifact
+        if stage.gate_first is not None:  # promote: the gate decides whether the stage acts at all
+            checked = judge(stage_name, gates, stage.gate_first(ctx, options))
+            if not all(g["passed"] for g in checked):
+                results.append(StageResult(stage_name, stage.verb, "failed", time.perf_counter() - t0, checked))
+                status, message = "failed", gate_message(stage_name, checked, "the stage did not act and later stages did not run.")
+                break
         try:
             report = stage.run(ctx, options, out / stage_name)
         except TamerError as exc:
@@ -188,20 +211,16 @@ def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, 
             break
         reports.append(report)
         metrics = report.gate_metrics() if hasattr(report, "gate_metrics") else {}
-        checked = []
-        for metric, op, threshold in gates:
-            if metric not in metrics:
-                raise UsageError(f"stage {stage_name}: gate metric {metric!r} is not reported; available: {', '.join(sorted(metrics))}.")
-            checked.append({"metric": metric, "op": op, "threshold": threshold, "value": float(metrics[metric]),
-                            "passed": bool(_OPS[op](float(metrics[metric]), threshold))})
+        if stage.gate_first is None:
+            checked = judge(stage_name, gates, metrics)
+        if ctx.artifact is not before:  # what later gates judge was measured on the artifact they see
+            ctx.metrics = {}
+        ctx.metrics.update(metrics)
         ok = all(g["passed"] for g in checked)
         results.append(StageResult(stage_name, stage.verb, "passed" if ok else "failed", time.perf_counter() - t0,
                                    checked, report.to_dict()))
         if not ok:
-            bad = next(g for g in checked if not g["passed"])
-            status = "failed"
-            message = (f"gate failed at stage {stage_name}: {bad['metric']} = {bad['value']:.4g}, "
-                       f"which is not {bad['op']} {bad['threshold']}; later stages did not run.")
+            status, message = "failed", gate_message(stage_name, checked, "later stages did not run.")
             break
     done = {r.name for r in results}
     results += [StageResult(n, s.verb, "skipped") for n, s, _, _ in steps if n not in done]

@@ -23,6 +23,7 @@ class Context:
     artifact: Artifact | None = None
     sealed: str | None = None  # the encrypt stage's output (and its key, when the stage made one)
     remove_plaintext: bool = False  # the encrypt stage asked to delete the run's plaintext artifacts at the end
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)  # gate metrics measured on `artifact`
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Stage:
     verb: str
     check: Callable[[Context, dict[str, Any]], None]
     run: Callable[[Context, dict[str, Any], Path], Report]
+    # a stage whose gate must pass before it acts (promote): the metrics its gate judges, before it runs
+    gate_first: Callable[[Context, dict[str, Any]], dict[str, float]] | None = None
 
 
 def _train_check(ctx: Context, options: dict[str, Any]) -> None:
@@ -233,6 +236,65 @@ def _scrub_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
     return report
 
 
+def _register_check(ctx: Context, options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - {"tags"})
+    if unknown:
+        raise UsageError(f"register: option {unknown[0]!r} is not accepted; the register stage takes `tags: {{KEY: VALUE}}`.")
+    if not isinstance(options.get("tags", {}), dict):
+        raise UsageError(f"register: tags {options['tags']!r} must be a mapping like {{owner: alice}}.")
+
+
+def _registry_report(ctx: Context, action: str, **more: Any) -> Report:
+    from .api import add, lineage, registry
+    from .maintenance.report import RegistryReport
+
+    if ctx.artifact is None:
+        raise UsageError(f"the {action} stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    row = add(ctx.artifact.path)  # recorded already by the verb that wrote it; again is a no-op (and checks it)
+    with registry() as reg:
+        url = reg.url
+    return RegistryReport(action=action, id=row["id"], registry=url, lineage=lineage(row["id"]),
+                          metrics=dict(row["metrics"]), **more)
+
+
+def _register_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    """Record the latest artifact (and its tags) in the registry; the report draws its lineage."""
+    from .api import tag
+
+    tags = {str(k): str(v) for k, v in (options.get("tags") or {}).items()}
+    if tags and ctx.artifact is not None:
+        from .api import add
+
+        tag(add(ctx.artifact.path)["id"], [f"{k}={v}" for k, v in tags.items()])
+    return _registry_report(ctx, "register", tags=tags)
+
+
+def _promote_check(ctx: Context, options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - {"to", "reason"})
+    if unknown or not options.get("to"):
+        raise UsageError("promote: give `to: ALIAS` (and optionally `reason: TEXT`), like `- promote: {to: production}`.")
+
+
+def _promote_gate(ctx: Context, options: dict[str, Any]) -> dict[str, float]:
+    """What a promote gate judges, before the alias moves: the artifact's own test metrics, then what the stages
+    since it was written measured on it."""
+    if ctx.artifact is None:
+        return dict(ctx.metrics)
+    test = ctx.artifact.metrics.get("test", {})
+    own = {k: float(v) for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {**own, **ctx.metrics}
+
+
+def _promote_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    """Point the alias `to` at the latest artifact (after its gate passed), the move logged in the registry."""
+    from .api import add, promote
+
+    if ctx.artifact is None:
+        raise UsageError("the promote stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    event = promote(add(ctx.artifact.path)["id"], options["to"], options.get("reason") or f"recipe run {ctx.out.name}")
+    return _registry_report(ctx, "promote", alias=options["to"], event=event)
+
+
 STAGES: dict[str, Stage] = {
     "train": Stage("train", _train_check, _train_run),
     "evaluate": Stage("evaluate", _evaluate_check, _evaluate_run),
@@ -243,4 +305,6 @@ STAGES: dict[str, Stage] = {
     "stability": Stage("stability", _robustness_check("StabilityConfig"), _stability_run),
     "scrub": Stage("scrub", _scrub_check, _scrub_run),
     "encrypt": Stage("encrypt", _encrypt_check, _encrypt_run),
+    "register": Stage("register", _register_check, _register_run),
+    "promote": Stage("promote", _promote_check, _promote_run, gate_first=_promote_gate),
 }
