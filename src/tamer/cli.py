@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from . import cli_robustness
+from . import cli_drift, cli_robustness
 from .config import add_config_arguments
 from .errors import TamerError, UsageError
 
@@ -159,6 +159,8 @@ _SUBCOMMANDS = {
     "harden": ("adversarial training (pgd, trades); writes a child artifact", None, cli_robustness.harden_arguments),
     "stability": ("flip rate under noise, agreement, calibration error; --calibrate writes a child", None,
                   cli_robustness.stability_arguments),
+    "drift": ("has the data drifted? per-column tests for tables; MMD and a domain classifier for text and arrays",
+              None, cli_drift.drift_arguments),
 }
 
 
@@ -325,6 +327,9 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     if args.verb in ("attack", "harden", "stability"):
         _emit(args, *cli_robustness.run(args, progress))
+        return 0
+    if args.verb == "drift":
+        _emit(args, *cli_drift.run(args, progress))
         return 0
     if args.verb == "compress":
         from .compression.config import CompressConfig

@@ -233,6 +233,31 @@ def _scrub_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
     return report
 
 
+def _drift_options(ctx: Context, options: dict[str, Any]):
+    """(reference, current, DriftConfig) of a drift stage; the reference defaults to the recipe's data file."""
+    from .config import make_config
+    from .maintenance.drift_config import DriftConfig
+
+    rest = {k: v for k, v in options.items() if k not in ("reference", "current")}
+    reference = options.get("reference") or ctx.task_options.get("data")
+    if not reference or not options.get("current"):
+        raise UsageError("the drift stage needs `current: FILE` and a `reference: FILE` (default: the recipe's data).")
+    return reference, options["current"], make_config(DriftConfig, rest)
+
+
+def _drift_check(ctx: Context, options: dict[str, Any]) -> None:
+    _drift_options(ctx, options)
+
+
+def _drift_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    """The drift report of `current` against `reference`, through the run's latest artifact's embeddings when there
+    is one (text and arrays); gate it with `drift: false` to stop the run when the data has drifted."""
+    from .api import drift
+
+    reference, current, config = _drift_options(ctx, options)
+    return drift(reference, current, config, artifact=ctx.artifact, progress=ctx.progress)
+
+
 STAGES: dict[str, Stage] = {
     "train": Stage("train", _train_check, _train_run),
     "evaluate": Stage("evaluate", _evaluate_check, _evaluate_run),
@@ -243,4 +268,5 @@ STAGES: dict[str, Stage] = {
     "stability": Stage("stability", _robustness_check("StabilityConfig"), _stability_run),
     "scrub": Stage("scrub", _scrub_check, _scrub_run),
     "encrypt": Stage("encrypt", _encrypt_check, _encrypt_run),
+    "drift": Stage("drift", _drift_check, _drift_run),
 }

@@ -1,0 +1,1 @@
+"""Keeping a model current: the registry of artifacts, drift detection, gated update and rollback."""
