@@ -1,10 +1,11 @@
 """The domain-classifier two-sample test (Lopez-Paz and Oquab 2017, "Revisiting Classifier Two-Sample Tests"): a
 logistic regression learns to tell current rows from reference rows; under no drift its held-out scores carry no
-signal, so its AUC is 0.5. Every row is scored by a model that did not see it (stratified k-fold), the AUC is taken
-over all held-out scores, and the p-value is the one-sided Mann-Whitney U test of current scores above reference
-scores (U / (n m) is that AUC). Within a fold the labels are exchangeable under no drift, so each fold's test is
-exact; pooling the folds' scores (their models differ a little) is the usual approximation, and its false-alarm
-rate is measured in tests/maintenance and bench/drift.py."""
+signal, so its AUC is 0.5. Every row is scored by a model that did not see it (stratified k-fold) and the AUC over
+all held-out scores is the statistic. The p-value: within a fold the labels are exchangeable under no drift, so
+each fold's one-sided Mann-Whitney U test (current scores above reference scores; U / (n m) is the fold's AUC) is
+exact; the folds' p-values are combined by twice their mean, valid under any dependence (Vovk and Wang 2020,
+"Combining p-values via averaging"). A Mann-Whitney test on the pooled scores would not be: the folds' models
+share training rows, their AUCs correlate (0.28 on yelp splits) and that test raised 17% false alarms at 5%."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,16 +28,17 @@ class DomainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"auc": self.auc, "p_value": self.p_value, "folds": self.folds, "classifier": "logistic regression",
-                "test": "Mann-Whitney U on held-out scores (one-sided)",
+                "test": "one-sided Mann-Whitney U per held-out fold, p-values combined by twice their mean",
                 "roc": {"fpr": [round(v, 5) for v in self.fpr], "tpr": [round(v, 5) for v in self.tpr]}}
 
 
 def domain_classifier_test(x, y, folds: int = 5, seed: int = 0) -> DomainResult:
-    """Cross-validated AUC of a logistic regression telling rows `y` (current) from rows `x` (reference), with
-    its Mann-Whitney p-value. Dense features are standardized within each fold; sparse ones (TF-IDF) are not."""
+    """Cross-validated AUC of a logistic regression telling rows `y` (current) from rows `x` (reference), and the
+    p-value of the per-fold Mann-Whitney tests (module docstring). Dense features are standardized within each
+    fold; sparse ones (TF-IDF) are not."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_curve
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -47,9 +49,14 @@ def domain_classifier_test(x, y, folds: int = 5, seed: int = 0) -> DomainResult:
     model = make_pipeline(StandardScaler(with_mean=not sparse),
                           LogisticRegression(C=1.0, max_iter=2000))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    scores = cross_val_predict(model, z, labels, cv=cv, method="decision_function")
-    test = mannwhitneyu(scores[labels == 1], scores[labels == 0], alternative="greater")
-    auc = float(test.statistic) / (x.shape[0] * y.shape[0])
+    scores = np.zeros(len(labels))
+    fold_p = []
+    for train, held_out in cv.split(np.zeros(len(labels)), labels):
+        scores[held_out] = model.fit(z[train], labels[train]).decision_function(z[held_out])
+        s, truth = scores[held_out], labels[held_out]
+        fold_p.append(float(mannwhitneyu(s[truth == 1], s[truth == 0], alternative="greater").pvalue))
+    auc = float(mannwhitneyu(scores[labels == 1], scores[labels == 0]).statistic) / (x.shape[0] * y.shape[0])
+    p_value = min(1.0, 2 * float(np.mean(fold_p)))
     fpr, tpr, _ = roc_curve(labels, scores)
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), ROC_POINTS)).round().astype(int))
-    return DomainResult(auc, float(test.pvalue), folds, fpr[keep].tolist(), tpr[keep].tolist())
+    return DomainResult(auc, p_value, folds, fpr[keep].tolist(), tpr[keep].tolist())
