@@ -89,8 +89,9 @@ def detect_drift(reference: DriftData, current: DriftData, config: DriftConfig |
     start = time.perf_counter()
     check_comparable(reference, current)
     if reference.kind == "tabular":
-        if config.features == "artifact":
-            raise UsageError("--features artifact applies to text and arrays; a table is tested column by column.")
+        if config.features != "auto":
+            raise UsageError(f"--features {config.features} applies to text and arrays; a table is tested column by "
+                             f"column (leave --features auto).")
         found = _tabular(reference, current, config)
     else:
         x, y, what = features_of(reference, current, config, artifact, progress)
