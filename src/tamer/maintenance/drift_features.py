@@ -21,10 +21,14 @@ def word_features(reference: list[str], current: list[str]):
 
 
 def last_linear(model) -> Any:
-    """The model's last linear layer (in registration order): its input is the penultimate representation."""
+    """The model's last linear layer (in registration order): its input is the penultimate representation. A
+    compressed child's int8 / int4 linear layers count (their class names end in Linear; maintenance may not import
+    the compression package that defines them)."""
+    import torch
+
     found = None
     for module in model.modules():
-        if hasattr(module, "in_features") and hasattr(module, "weight"):
+        if isinstance(module, torch.nn.Linear) or type(module).__name__.endswith("Linear"):
             found = module
     if found is None:
         raise UsageError("the artifact's model has no linear layer whose input could serve as its embedding; "
