@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from . import cli_maintenance, cli_robustness
+from . import cli_drift, cli_maintenance, cli_robustness
 from .config import add_config_arguments
 from .errors import TamerError, UsageError
 
@@ -159,11 +159,15 @@ _SUBCOMMANDS = {
     "harden": ("adversarial training (pgd, trades); writes a child artifact", None, cli_robustness.harden_arguments),
     "stability": ("flip rate under noise, agreement, calibration error; --calibrate writes a child", None,
                   cli_robustness.stability_arguments),
-    "registry": ("the model registry: list, show, lineage, history, promote, rollback, tag, add", None,
-                 cli_maintenance.registry_arguments),
-    "rollback": ("point an alias back at the artifact it named before (same as `registry rollback`)", None,
-                 cli_maintenance.rollback_arguments),
+    "registry": ("the model registry: list, show, lineage, history, promote, rollback, tag, add", None, cli_maintenance.registry_arguments),
+    "rollback": ("point an alias back at its previous artifact (as `registry rollback`)", None, cli_maintenance.rollback_arguments),
+    "drift": ("has the data drifted? per-column tests for tables; MMD and a domain classifier", None, cli_drift.drift_arguments),
 }
+
+
+# verbs whose arguments and call live in a face module of their own: its run(args, progress) -> (payload, text)
+_FACES = {"attack": cli_robustness, "harden": cli_robustness, "stability": cli_robustness, "registry": cli_maintenance,
+          "rollback": cli_maintenance, "drift": cli_drift}
 
 
 def build_parser(only: str | None = None, help_task: str | None = None) -> argparse.ArgumentParser:
@@ -327,11 +331,8 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
                                key_file=args.key_file, passphrase_env=args.passphrase_env)
         _emit(args, {**report.to_dict(), "metrics": report.gate_metrics()}, report.summary())
         return 0
-    if args.verb in ("attack", "harden", "stability"):
-        _emit(args, *cli_robustness.run(args, progress))
-        return 0
-    if args.verb in ("registry", "rollback"):
-        _emit(args, *cli_maintenance.run(args))
+    if args.verb in _FACES:
+        _emit(args, *_FACES[args.verb].run(args, progress))
         return 0
     if args.verb == "compress":
         from .compression.config import CompressConfig

@@ -97,7 +97,7 @@ def _lineage_text(data: dict[str, Any]) -> str:
     return "\n".join(lines + (["", "promotions and rollbacks:"] + moves if moves else []))
 
 
-def run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+def run(args: argparse.Namespace, progress: bool = False) -> tuple[dict[str, Any], str]:
     """Call the registry verb named by `args`: (the --json payload, the text for people)."""
     from . import api
 

@@ -34,6 +34,9 @@ def parse_gate(gate: Any, where: str) -> list[tuple[str, str, float]]:
         raise UsageError(f"{where}: gate {gate!r} is not accepted; write it as a mapping like {{accuracy: '>= 0.95'}}.")
     out = []
     for metric, rule in gate.items():
+        if isinstance(rule, bool):  # `drift: false`: the metric must equal 0 (false) or 1 (true)
+            out.append((str(metric), "==", float(rule)))
+            continue
         m = _GATE.match(str(rule))
         if not m:
             raise UsageError(f"{where}: gate rule {rule!r} for {metric!r} is not accepted; write an operator "

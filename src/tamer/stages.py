@@ -293,6 +293,29 @@ def _promote_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
         raise UsageError("the promote stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
     event = promote(add(ctx.artifact.path)["id"], options["to"], options.get("reason") or f"recipe run {ctx.out.name}")
     return _registry_report(ctx, "promote", alias=options["to"], event=event)
+def _drift_options(ctx: Context, options: dict[str, Any]):
+    """(reference, current, DriftConfig) of a drift stage; the reference defaults to the recipe's data file."""
+    from .config import make_config
+    from .maintenance.drift_config import DriftConfig
+
+    rest = {k: v for k, v in options.items() if k not in ("reference", "current")}
+    reference = options.get("reference") or ctx.task_options.get("data")
+    if not reference or not options.get("current"):
+        raise UsageError("the drift stage needs `current: FILE` and a `reference: FILE` (default: the recipe's data).")
+    return reference, options["current"], make_config(DriftConfig, rest)
+
+
+def _drift_check(ctx: Context, options: dict[str, Any]) -> None:
+    _drift_options(ctx, options)
+
+
+def _drift_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    """The drift report of `current` against `reference`, through the run's latest artifact's embeddings when there
+    is one (text and arrays); gate it with `drift: false` to stop the run when the data has drifted."""
+    from .api import drift
+
+    reference, current, config = _drift_options(ctx, options)
+    return drift(reference, current, config, artifact=ctx.artifact, progress=ctx.progress)
 
 
 STAGES: dict[str, Stage] = {
@@ -307,4 +330,5 @@ STAGES: dict[str, Stage] = {
     "encrypt": Stage("encrypt", _encrypt_check, _encrypt_run),
     "register": Stage("register", _register_check, _register_run),
     "promote": Stage("promote", _promote_check, _promote_run, gate_first=_promote_gate),
+    "drift": Stage("drift", _drift_check, _drift_run),
 }
