@@ -374,3 +374,16 @@ def drift(reference: str | Path, current: str | Path, config=None, *, artifact: 
     if artifact is not None and not isinstance(artifact, Artifact):
         artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
     return detect_drift(ref, cur, config, artifact, progress)
+
+
+def update(alias: str = "production", data: str | Path | None = None, config=None, *, out: str | Path | None = None,
+           progress: bool = True, **options: Any):
+    """Keep `alias` current (api_update.py): drift of `data` against the champion's data, a challenger fine-tuned
+    from the champion, both scored on the new and the old test splits, promoted only when every gate passes (the
+    registry's event log says why either way). Returns an UpdateReport."""
+    from .api_update import update as _update
+    from .maintenance.update import UpdateConfig
+
+    config = config or make_config(UpdateConfig, {"alias": alias, "data": None if data is None else str(data), **options})
+    with registry() as reg:
+        return _update(config, reg, attack=lambda artifact, opts: attack(artifact, **opts), out=out, progress=progress)

@@ -59,6 +59,24 @@ def held_out(new_test, old_test) -> dict[str, Any]:
     return {"new": new_test, "old": old_test, "all": ConcatDataset([new_test, old_test])}
 
 
+def data_drift(champion: Artifact, data: str, progress: bool = False):
+    """(verdict, p_value, summary) of the new data against the champion's own, on the champion's embeddings (MMD and
+    a domain classifier, maintenance/drift.py)."""
+    from .maintenance.drift import detect_drift
+    from .maintenance.drift_data import DriftData
+    from .tasks import task_from_artifact
+
+    task = task_from_artifact(champion)
+    old_path = task.data_files.get("data")
+    old, new = task.raw_inputs(old_path), task.raw_inputs(data)
+    kind = "text" if isinstance(old, list) else "array"
+    side = lambda path, rows: DriftData(str(path), kind, **({"texts": rows} if kind == "text" else {"array": rows}))  # noqa: E731
+    report = detect_drift(side(old_path or "built-in data", old), side(data, new), artifact=champion, progress=progress)
+    summary = {"p_value": report.p_value, "rule": report.rule, "features": report.features,
+               "tests": report.tests, "rows": [report.rows_reference, report.rows_current]}
+    return report.drift, report.p_value, summary
+
+
 def challenger_task(champion: Artifact, data: str):
     """The champion's task (its tokenizer and labels kept) reading `data` instead of the champion's data."""
     from .tasks import make_task
@@ -105,27 +123,25 @@ def size_mb(artifact: Artifact) -> float:
     return sum(artifact.size(name) for name in artifact.manifest.get("files", {})) / 1e6
 
 
-def update(config: UpdateConfig, registry, *, drift=None, attack=None, out: str | Path | None = None,
+def update(config: UpdateConfig, registry, *, attack=None, out: str | Path | None = None,
            progress: bool = True) -> UpdateReport:
     """Run one update of `config.alias` (see the module docstring). `registry` is an open maintenance Registry;
-    `drift(champion, data)` returns (verdict, p_value, summary) and `attack(artifact, options)` an AttackReport, both
-    composed by the caller."""
+    `attack(artifact, options)` returns an AttackReport (api.attack), for a recipe gate on robust_accuracy."""
     t0 = time.perf_counter()
     if not config.data:
         raise UsageError("tamer update needs --data NEW_DATA (a data file in the champion's task format).")
     if not Path(config.data).is_file():
         raise UsageError(f"--data {config.data!r} does not exist; give the new data file.")
     gates_from_recipe, attack_options = recipe_gates(config.recipe), recipe_attack(config.recipe)
-    champion = Artifact.load(registry.resolve_path(config.alias))
+    champion = Artifact.load(registry.resolve(config.alias)["path"])
     report = UpdateReport(alias=config.alias, task=champion.task, data=config.data, champion=champion.id,
                           champion_path=str(champion.path), options=dataclasses.asdict(config))
-    if drift is not None:
-        report.drift, report.drift_p_value, report.drift_summary = drift(champion, config.data)
+    report.drift, report.drift_p_value, report.drift_summary = data_drift(champion, config.data, progress)
     if config.when == "drift" and report.drift is False:
         report.decision = (f"no drift (p = {report.drift_p_value:.3g}): nothing retrained; {config.alias} stays on "
                            f"{champion.id}.")
         report.production = champion.id
-        registry.note(config.alias, "update skipped", champion.id, report.decision)
+        registry.note("update-skipped", config.alias, champion.id, report.decision)
         report.seconds = time.perf_counter() - t0
         return report
     champion_task, champion_model = champion.load_model()
@@ -147,7 +163,7 @@ def update(config: UpdateConfig, registry, *, drift=None, attack=None, out: str 
         extra={"run": {"seconds": fitted.seconds, "data_files": task.data_files},
                "training": {"learning_curve": fitted.history, "best_epoch": fitted.best_epoch, "metric": task.metric}})
     report.challenger, report.challenger_path = child.id, str(child.path)
-    registry.record(child, verb="update")
+    registry.register(child.manifest, str(Path(child.path).resolve()))
     judged = {**challenger_metrics, **{f"old.{k}": v for k, v in report.scores["challenger"]["old"].items()},
               **{f"new.{k}": v for k, v in report.scores["challenger"]["new"].items()}, "size_mb": size_mb(child)}
     if attack is not None and attack_options is not None:
@@ -161,10 +177,10 @@ def update(config: UpdateConfig, registry, *, drift=None, attack=None, out: str 
     if failed:
         report.decision = (f"challenger {child.id} refused: " + "; ".join(g.sentence() for g in failed)
                            + f". {config.alias} stays on {champion.id}.")
-        registry.note(config.alias, "update refused", child.id, f"{why}: {report.decision}")
+        registry.note("update-refused", config.alias, child.id, f"{why}: {report.decision}")
         report.production = champion.id
     else:
-        registry.promote(child.id, config.alias, reason=f"{why}: every gate passed")
+        registry.promote(child.id, config.alias, reason=f"{why}: every gate passed")  # alias and event in one transaction
         report.promoted, report.production = True, child.id
         report.decision = f"challenger {child.id} promoted to {config.alias} (was {champion.id}): every gate passed."
     report.seconds = time.perf_counter() - t0

@@ -161,13 +161,14 @@ _SUBCOMMANDS = {
                   cli_robustness.stability_arguments),
     "registry": ("the model registry: list, show, lineage, history, promote, rollback, tag, add", None, cli_maintenance.registry_arguments),
     "rollback": ("point an alias back at its previous artifact (as `registry rollback`)", None, cli_maintenance.rollback_arguments),
+    "update": ("retrain a challenger on new data; promote it only if every gate passes", None, cli_maintenance.update_arguments),
     "drift": ("has the data drifted? per-column tests for tables; MMD and a domain classifier", None, cli_drift.drift_arguments),
 }
 
 
 # verbs whose arguments and call live in a face module of their own: its run(args, progress) -> (payload, text)
 _FACES = {"attack": cli_robustness, "harden": cli_robustness, "stability": cli_robustness, "registry": cli_maintenance,
-          "rollback": cli_maintenance, "drift": cli_drift}
+          "rollback": cli_maintenance, "update": cli_maintenance, "drift": cli_drift}
 
 
 def build_parser(only: str | None = None, help_task: str | None = None) -> argparse.ArgumentParser:

@@ -97,10 +97,24 @@ def _lineage_text(data: dict[str, Any]) -> str:
     return "\n".join(lines + (["", "promotions and rollbacks:"] + moves if moves else []))
 
 
+def update_arguments(p: argparse.ArgumentParser) -> None:
+    from .config import add_config_arguments
+    from .maintenance.update import UpdateConfig
+
+    p.add_argument("--out", help="the challenger artifact folder (default: artifacts/TASK-update-TIME)")
+    add_config_arguments(p, UpdateConfig)
+
+
 def run(args: argparse.Namespace, progress: bool = False) -> tuple[dict[str, Any], str]:
     """Call the registry verb named by `args`: (the --json payload, the text for people)."""
     from . import api
 
+    if args.verb == "update":
+        from .config import config_from_args
+        from .maintenance.update import UpdateConfig
+
+        report = api.update(config=config_from_args(UpdateConfig, args), out=args.out, progress=progress)
+        return {**report.to_dict(), "metrics": report.gate_metrics()}, report.summary()
     action = "rollback" if args.verb == "rollback" else args.action
     if action == "list":
         rows = api.catalogue()

@@ -167,6 +167,16 @@ class Registry:
             return {"changed": True, **self._event(conn, "rollback", alias=alias, artifact_id=target, from_id=current,
                                                    to_id=target, reason=reason, by=by)}
 
+    def note(self, action: str, alias: str, name: str, reason: str, by: str | None = None) -> dict[str, Any]:
+        """Append an event that moves nothing (an update refused or skipped, and why) about artifact `name` and
+        `alias`: the log says what was decided, not only what changed."""
+        self._check_alias(alias)
+        if action in _MOVES:
+            raise UsageError(f"event {action!r} moves an alias; use promote or rollback for it.")
+        with self._write() as conn:
+            aid = self._find(conn, name)["id"]
+            return self._event(conn, action, alias=alias, artifact_id=aid, to_id=aid, reason=reason, by=by)
+
     def tag(self, name: str, key: str, value: str, by: str | None = None) -> dict[str, Any]:
         """Set tag `key` of an artifact to `value` (replacing an earlier value), with a `tag` event."""
         if not isinstance(key, str) or not _KEY.match(key):

@@ -110,6 +110,11 @@ class Task(ABC):
         """A whole data file as one evaluation set, encoded with the state from `prepare`/`restore`."""
         raise UsageError(f"task {self.name!r} does not evaluate on a data file; drop --data.")
 
+    def raw_inputs(self, path: str | None) -> Any:
+        """The inputs of a data file (None: the built-in data) as `encode` takes them, labels dropped: texts, or an
+        array of images. What a drift test compares."""
+        raise UsageError(f"task {self.name!r} cannot read raw inputs from a data file.")
+
     @abstractmethod
     def collate(self, examples: list[Any]) -> dict[str, torch.Tensor]:
         """Stack examples into a batch: model inputs plus `labels`."""

@@ -84,6 +84,9 @@ class DigitsTask(Task):
             raise DataError(f"data file {path!r} holds no images; give at least one.")
         return self._images(images).numpy()[:, 0], np.asarray(labels, dtype=np.int64)
 
+    def raw_inputs(self, path):
+        return self._arrays(path)[0]
+
     def _images(self, images: Any) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(images, dtype=np.float32))
         if x.dim() >= 1 and x.shape[-1] == 64 and x.dim() in (1, 2):

@@ -132,6 +132,9 @@ class TextClassificationTask(Task):
             self._load_tokenizer([texts[i] for i in train])
         return Splits(*(self._encode_examples([texts[i] for i in part], [y[i] for i in part]) for part in (train, val, test)))
 
+    def raw_inputs(self, path):
+        return self._read(path)[0]
+
     def load_eval(self, path):
         texts, raw_labels = self._read(path)
         return self._encode_examples(texts, self._label_ids(path, raw_labels))

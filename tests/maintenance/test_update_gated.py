@@ -1,0 +1,121 @@
+"""tamer update: a challenger on drifted but good data is promoted; one trained on shuffled labels is refused and
+production stays; rollback restores the champion; no drift with --when drift retrains nothing; bad input is one
+sentence with exit code 2. Each test has its own registry (a SQLite file)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def own_registry(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    monkeypatch.setenv("TAMER_REGISTRY_URL", url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Digits made dimmer, offset and noisier (the world drifted), their labels intact; the same with labels shuffled;
+    and the built-in digits unchanged."""
+    from sklearn.datasets import load_digits
+
+    folder = tmp_path_factory.mktemp("update-data")
+    d = load_digits()
+    rng = np.random.default_rng(0)
+    shifted = np.clip(d.images * 0.6 + rng.normal(0, 2.0, d.images.shape) + 4, 0, 16).astype(np.float32)
+    np.savez(folder / "new.npz", images=shifted, labels=d.target)
+    np.savez(folder / "shuffled.npz", images=shifted, labels=rng.permutation(d.target))
+    np.savez(folder / "same.npz", images=d.images.astype(np.float32), labels=d.target)
+    return folder
+
+
+@pytest.fixture
+def champion(own_registry, tmp_path):
+    import tamer
+    import tamer.api
+
+    artifact = tamer.train("digits", epochs=4, out=tmp_path / "champion", progress=False)
+    tamer.promote(artifact.id, "production", "first model")
+    return artifact
+
+
+def test_good_new_data_is_promoted_and_rollback_restores_the_champion(champion, data, tmp_path):
+    import tamer
+    import tamer.api
+
+    report = tamer.update("production", data / "new.npz", out=tmp_path / "challenger", progress=False)
+    assert report.drift is True and report.drift_p_value <= 0.05
+    assert report.promoted, report.summary()
+    assert tamer.api.show("production")["id"] == report.challenger != champion.id
+    champ, chall = report.scores["champion"], report.scores["challenger"]
+    assert chall["new"]["accuracy"] > champ["new"]["accuracy"]  # it learned the drifted data
+    assert chall["all"]["accuracy"] > champ["all"]["accuracy"]
+    assert chall["old"]["accuracy"] >= champ["old"]["accuracy"] - 0.02  # and forgot (almost) nothing
+    # lineage: the challenger names the champion; the log holds the promotion with its reason
+    assert tamer.api.show(report.challenger)["parents"] == [champion.id]
+    moves = [e for e in tamer.api.history("production") if e["action"] in ("promote", "rollback")]
+    assert [e["to_id"] for e in moves] == [champion.id, report.challenger]
+    assert "every gate passed" in moves[-1]["reason"]
+    tamer.rollback("production")
+    assert tamer.api.show("production")["id"] == champion.id
+
+
+def test_a_challenger_trained_on_shuffled_labels_is_refused(champion, data, tmp_path):
+    import tamer
+    import tamer.api
+
+    for replay in (0.5, 0.0):  # with the default rehearsal of old data, and without
+        report = tamer.update("production", data / "shuffled.npz", out=tmp_path / f"broken-{replay}", replay=replay,
+                              progress=False)
+        assert not report.promoted, report.summary()
+        assert report.production == champion.id and tamer.api.show("production")["id"] == champion.id
+        failed = [g for g in report.gates if not g["passed"]]
+        assert failed and "refused" in report.decision
+    refused = [e for e in tamer.api.history() if e["action"] == "update-refused"]
+    assert len(refused) == 2 and all(e["alias"] == "production" for e in refused)
+    assert "fails" in refused[-1]["reason"]
+
+
+def test_no_drift_retrains_nothing_when_asked_to_wait_for_drift(champion, data, tmp_path):
+    import tamer
+    import tamer.api
+
+    report = tamer.update("production", data / "same.npz", when="drift", out=tmp_path / "never", progress=False)
+    assert report.drift is False and report.challenger is None and not report.promoted
+    assert not (tmp_path / "never").exists()
+    assert [e["action"] for e in tamer.api.history()][-1] == "update-skipped"
+
+
+def test_recipe_gates_are_judged_too(champion, data, tmp_path):
+    import tamer
+    import tamer.api
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("stages:\n  - train: {}\n    gate: {accuracy: '>= 0.999'}\n")
+    report = tamer.update("production", data / "new.npz", recipe=str(recipe), out=tmp_path / "c", progress=False)
+    assert not report.promoted
+    assert [g["source"] for g in report.gates if not g["passed"]] == ["recipe stage train"]
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "tamer", *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+
+
+def test_the_cli_updates_with_json_and_refuses_bad_input_in_one_sentence(champion, data, tmp_path):
+    done = _cli("update", "--alias", "production", "--data", str(data / "new.npz"), "--out", str(tmp_path / "c"),
+                "--json")
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["promoted"] is True and payload["production"] == payload["challenger"]
+    for args, needle in [(("--alias", "staging", "--data", str(data / "new.npz")), "staging"),
+                         (("--data", str(tmp_path / "missing.npz")), "missing.npz"),
+                         (("--alias", "production",), "--data")]:
+        bad = _cli("update", *args)
+        assert bad.returncode == 2, (args, bad.stderr)
+        lines = bad.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0] and "Traceback" not in bad.stderr
