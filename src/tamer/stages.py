@@ -318,6 +318,26 @@ def _drift_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
     return drift(reference, current, config, artifact=ctx.artifact, progress=ctx.progress)
 
 
+def _update_check(ctx: Context, options: dict[str, Any]) -> None:
+    from .config import make_config
+    from .maintenance.update import UpdateConfig
+
+    if not make_config(UpdateConfig, options).data:
+        raise UsageError("the update stage needs `data: FILE` (the new data), like `- update: {data: new.npz}`.")
+
+
+def _update_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    """Update an alias with new data (api.update); the artifact the alias names afterwards flows on. Gate it with
+    `promoted: '>= 1'` to stop the run when the challenger was refused."""
+    from .api import load, resolve, update
+    from .config import make_config
+    from .maintenance.update import UpdateConfig
+
+    report = update(config=make_config(UpdateConfig, options), out=folder / "challenger", progress=ctx.progress)
+    ctx.artifact = load(resolve(report.production))
+    return report
+
+
 STAGES: dict[str, Stage] = {
     "train": Stage("train", _train_check, _train_run),
     "evaluate": Stage("evaluate", _evaluate_check, _evaluate_run),
@@ -331,4 +351,5 @@ STAGES: dict[str, Stage] = {
     "register": Stage("register", _register_check, _register_run),
     "promote": Stage("promote", _promote_check, _promote_run, gate_first=_promote_gate),
     "drift": Stage("drift", _drift_check, _drift_run),
+    "update": Stage("update", _update_check, _update_run),
 }

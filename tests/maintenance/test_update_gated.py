@@ -119,3 +119,20 @@ def test_the_cli_updates_with_json_and_refuses_bad_input_in_one_sentence(champio
         assert bad.returncode == 2, (args, bad.stderr)
         lines = bad.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0] and "Traceback" not in bad.stderr
+
+
+def test_the_update_stage_promotes_and_the_report_shows_champion_and_challenger(own_registry, data, tmp_path):
+    import tamer
+    import tamer.api
+
+    recipe = {"task": "digits", "stages": [
+        {"train": {"epochs": 4}},
+        {"promote": {"to": "production"}},
+        {"update": {"data": str(data / "new.npz")}, "gate": {"promoted": ">= 1"}},
+        {"evaluate": {"data": str(data / "new.npz")}},
+    ]}
+    tamer.run(recipe, out=tmp_path / "run", progress=False)
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "champion vs challenger" in page and "every gate passed" in page
+    moves = [e for e in tamer.api.history("production") if e["action"] == "promote"]
+    assert len(moves) == 2 and tamer.api.show("production")["parents"] == [moves[0]["to_id"]]
