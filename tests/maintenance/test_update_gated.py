@@ -136,3 +136,20 @@ def test_the_update_stage_promotes_and_the_report_shows_champion_and_challenger(
     assert "champion vs challenger" in page and "every gate passed" in page
     moves = [e for e in tamer.api.history("production") if e["action"] == "promote"]
     assert len(moves) == 2 and tamer.api.show("production")["parents"] == [moves[0]["to_id"]]
+
+
+@pytest.mark.slow
+def test_a_yelp_model_updated_with_amazon_reviews_learns_them(own_registry, sentiment_dir, tmp_path):
+    """Text: the tiny encoder trained on yelp, updated with amazon sentences (a different vocabulary: drift on its
+    embeddings), gets better on amazon without forgetting yelp, and is promoted."""
+    import tamer
+
+    champion = tamer.train("text-classification", data=str(sentiment_dir / "yelp_labelled.txt"), encoder="tiny",
+                           epochs=10, out=tmp_path / "yelp", progress=False)
+    tamer.promote(champion.id, "production")
+    report = tamer.update("production", sentiment_dir / "amazon_cells_labelled.txt", out=tmp_path / "amazon",
+                          progress=False)
+    assert report.drift is True
+    champ, chall = report.scores["champion"], report.scores["challenger"]
+    assert chall["new"]["accuracy"] > champ["new"]["accuracy"] + 0.02, report.summary()
+    assert report.promoted and report.production == report.challenger
