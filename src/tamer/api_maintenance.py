@@ -55,8 +55,9 @@ def record(*copies: tuple[Any, str | Path, bool]) -> None:
 def record_children(result: Artifact, sealed: bool = False) -> None:
     """Record what a child-writing verb wrote: every compress step's child (each names its parent), else the one
     child. Sealed children are read from their sealed folders' clear manifests."""
-    report = getattr(result, "report", None)
-    paths = [Path(s.artifact) for s in getattr(report, "steps", None) or []] or [Path(result.path)]
+    steps = getattr(getattr(result, "report", None), "steps", None)
+    steps = steps if isinstance(steps, list) and all(hasattr(s, "artifact") for s in steps) else []
+    paths = [Path(s.artifact) for s in steps] or [Path(result.path)]
     if sealed:  # the steps were written to a private folder and sealed beside `result`
         paths = [result.path.with_name(p.name) for p in paths]
     record(*((_manifest_at(p), p, sealed) if p != Path(result.path) else (result, p, sealed) for p in paths))

@@ -44,6 +44,18 @@ def test_train_then_compress_records_the_lineage(tmp_path, capsys):
     assert tamer.resolve("production") == (tmp_path / "c").resolve()
 
 
+def test_harden_and_stability_calibrate_record_their_children(digits_artifact, tmp_path, capsys):
+    assert main(["harden", str(digits_artifact.path), "--epochs", "1", "--steps", "2", "--eval-steps", "3",
+                 "--limit", "40", "--out", str(tmp_path / "h"), "--json", "--quiet"]) == 0
+    hardened = _json(capsys)["id"]
+    assert main(["stability", str(digits_artifact.path), "--calibrate", "--out", str(tmp_path / "c"), "--json"]) == 0
+    calibrated = _json(capsys)["id"]
+    for child, verb in ((hardened, "harden"), (calibrated, "stability")):
+        row = tamer.api.show(child)
+        assert row["parents"] == [digits_artifact.id] and row["verb"] == verb
+    assert {hardened, calibrated} <= set(tamer.api.show(digits_artifact.id)["children"])
+
+
 def test_encrypt_and_decrypt_record_their_copies(own_registry, digits_artifact, tmp_path, capsys):
     assert main(["keygen", "--out", str(tmp_path / "k")]) == 0
     assert main(["encrypt", str(digits_artifact.path), "--key-file", str(tmp_path / "k"), "--out", str(tmp_path / "s")]) == 0
