@@ -1,7 +1,6 @@
 """No drift raises no alarm beyond the nominal rate; a shifted sample is flagged (yelp vs amazon sentences, digits
 with noise, through raw values, word features and a trained artifact's embeddings)."""
 import numpy as np
-import pytest
 from scipy.stats import binom
 
 import tamer

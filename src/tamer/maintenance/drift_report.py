@@ -67,7 +67,12 @@ class DriftReport(Report):
     def _columns_figure(self) -> str:
         p = _plt()
         cols = sorted(self.columns, key=lambda c: c["adjusted_p_value"])[:SHOWN_COLUMNS]
-        fig, axes = p.subplots(1, len(cols) + 1, figsize=(3.2 * (len(cols) + 1), 2.8), squeeze=False)
+        per_row = min(4, len(cols) + 1)
+        lines = -(-(len(cols) + 1) // per_row)
+        fig, grid = p.subplots(lines, per_row, figsize=(3.2 * per_row, 2.9 * lines), squeeze=False)
+        axes = grid.reshape(1, -1)
+        for ax in axes[0, len(cols) + 1:]:
+            ax.axis("off")
         psi = axes[0, 0]
         psi.barh([c["column"] for c in cols][::-1], [c["psi"] for c in cols][::-1],
                  color=["tab:red" if c["drift"] else "tab:gray" for c in cols][::-1])
@@ -83,6 +88,7 @@ class DriftReport(Report):
             ax.set_xticks(list(xs), labels, rotation=60, fontsize=6, ha="right")
             ax.set_title(f"{c['column']} ({c['test']}, p adj {c['adjusted_p_value']:.2g})", fontsize=8)
         axes[0, 1 if len(cols) else 0].legend(fontsize=7)
+        fig.tight_layout()
         return figure_html(fig, "per-column distributions and PSI")
 
     def _kernel_figure(self) -> str:
