@@ -7,6 +7,11 @@
             it runs in its own venv (--mlflow-python, default /work/venv-mlflow/bin/python); without it, its rows
             say so and are skipped.
 
+  update    a MiniLM sentiment model trained on yelp reviews, promoted to production, then `tamer update` with
+            the amazon reviews: accuracy on amazon and on yelp before and after, promoted or not; and a challenger
+            trained on the amazon reviews with their labels shuffled, which must be refused (production unchanged).
+            No peer does this in one call (MLflow registers, it does not judge); the rows are tamer's alone.
+
 A section is a function `(args) -> list[Row]` in SECTIONS, with its options added by the function in ARGUMENTS, so
 another section (drift) adds its rows to the same table.
 
@@ -188,9 +193,51 @@ def registry_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--mlflow-python", default="/work/venv-mlflow/bin/python", help="python of MLflow's own venv")
 
 
+def update_rows(args) -> list[Row]:
+    import numpy as np
+
+    shared = ROOT.parent / "shared" / "data" / "sentiment"
+    work = Path(tempfile.mkdtemp(prefix="tamer-bench-update-"))
+    os.environ["TAMER_REGISTRY_URL"] = f"sqlite:///{work / 'registry.db'}"
+    import tamer
+    import tamer.api
+
+    lines = (shared / "amazon_cells_labelled.txt").read_text().splitlines()
+    labels = [line.rsplit("\t", 1)[1] for line in lines]
+    shuffled = np.random.default_rng(0).permutation(labels)
+    (work / "amazon_shuffled.txt").write_text("".join(f"{line.rsplit(chr(9), 1)[0]}\t{y}\n" for line, y in zip(lines, shuffled)))
+    t0 = time.perf_counter()
+    champion = tamer.train("text-classification", data=str(shared / "yelp_labelled.txt"), encoder=args.update_encoder,
+                           epochs=args.update_epochs, max_length=64, out=work / "yelp", progress=False)
+    train_s = time.perf_counter() - t0
+    tamer.promote(champion.id, "production", "bench: the yelp model")
+    t0 = time.perf_counter()
+    good = tamer.update("production", shared / "amazon_cells_labelled.txt", out=work / "amazon", progress=False)
+    good_s = time.perf_counter() - t0
+    if good.promoted:
+        tamer.rollback("production")  # the broken challenger is judged against the same champion
+    print(good.summary(), file=sys.stderr)
+    bad = tamer.update("production", work / "amazon_shuffled.txt", out=work / "broken", progress=False)
+    still = tamer.api.show("production")["id"] == champion.id
+    c, g = good.scores["champion"], good.scores["challenger"]
+    enc = args.update_encoder
+    return [Row("update", f"{enc} yelp model: amazon test accuracy, champion -> challenger", g["new"]["accuracy"],
+                c["new"]["accuracy"], "champion", note=f"promoted: {good.promoted}; drift p = {good.drift_p_value:.2g}"),
+            Row("update", f"{enc}: yelp (old) test accuracy, champion -> challenger", g["old"]["accuracy"],
+                c["old"]["accuracy"], "champion", note="forgetting gate: at most 0.02 lower"),
+            Row("update", f"{enc}: update wall time (drift + fine-tune + scoring)", good_s, train_s, "first training", "s"),
+            Row("update", "challenger on shuffled amazon labels", float(bad.promoted), note=
+                f"refused: {not bad.promoted}; production unchanged: {still}; " + bad.decision.split(':', 1)[-1][:120])]
+
+
+def update_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--update-encoder", default="minilm", help="encoder of the update rows' model (minilm or tiny)")
+    ap.add_argument("--update-epochs", type=int, default=1, help="epochs of the yelp model before the update")
+
+
 # -- the table -----------------------------------------------------------------------------------------------------
-SECTIONS = {"registry": registry_rows}
-ARGUMENTS = [registry_arguments]
+SECTIONS = {"registry": registry_rows, "update": update_rows}
+ARGUMENTS = [registry_arguments, update_arguments]
 
 
 def _num(x: float | None) -> str:

@@ -13,7 +13,7 @@ from torch.utils.data import ConcatDataset, Subset
 
 from .artifact import Artifact, save_artifact
 from .errors import UsageError, refuse_existing
-from .maintenance.update import Gate, UpdateConfig, UpdateReport, parse_rule, standing_gates
+from .maintenance.update import Gate, UpdateConfig, UpdateReport, mcnemar_p, parse_rule, standing_gates
 
 
 def recipe_gates(path: str | None) -> list[Gate]:
@@ -119,6 +119,20 @@ def scores(task, model, sets: dict[str, Any]) -> dict[str, dict[str, Any]]:
             for name, data in sets.items()}
 
 
+def right_answers(task, model, data):
+    """Per example of `data`: does `model` predict its label (classifiers)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    out = []
+    with torch.no_grad():
+        for batch in DataLoader(data, batch_size=256, shuffle=False, collate_fn=task.collate):
+            out.append((task.forward(model, batch).argmax(-1).cpu() == batch["labels"].cpu()).numpy())
+    import numpy as np
+
+    return np.concatenate(out)
+
+
 def size_mb(artifact: Artifact) -> float:
     return sum(artifact.size(name) for name in artifact.manifest.get("files", {})) / 1e6
 
@@ -166,9 +180,13 @@ def update(config: UpdateConfig, registry, *, attack=None, out: str | Path | Non
     registry.register(child.manifest, str(Path(child.path).resolve()))
     judged = {**challenger_metrics, **{f"old.{k}": v for k, v in report.scores["challenger"]["old"].items()},
               **{f"new.{k}": v for k, v in report.scores["challenger"]["new"].items()}, "size_mb": size_mb(child)}
+    paired = task.kind == "classification"
+    if paired:
+        judged["mcnemar_p_value"] = mcnemar_p(right_answers(task, champion_model, sets["all"]),
+                                              right_answers(task, fitted.model, sets["all"]))
     if attack is not None and attack_options is not None:
         judged["robust_accuracy"] = attack(child, attack_options).robust_accuracy
-    gates = standing_gates(task.metric, task.higher_is_better, report.scores["champion"], config) + gates_from_recipe
+    gates = standing_gates(task.metric, task.higher_is_better, report.scores["champion"], config, paired) + gates_from_recipe
     for gate in gates:
         gate.judge(judged)
     report.gates = [{**dataclasses.asdict(g), "sentence": g.sentence()} for g in gates]

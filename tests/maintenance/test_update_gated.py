@@ -153,3 +153,15 @@ def test_a_yelp_model_updated_with_amazon_reviews_learns_them(own_registry, sent
     champ, chall = report.scores["champion"], report.scores["challenger"]
     assert chall["new"]["accuracy"] > champ["new"]["accuracy"] + 0.02, report.summary()
     assert report.promoted and report.production == report.challenger
+
+
+def test_mcnemar_p_is_the_binomial_tail_of_the_discordant_pairs():
+    from math import comb
+
+    from tamer.maintenance.update import mcnemar_p
+
+    champion = [1] * 50 + [0] * 12 + [1] * 4 + [0] * 34  # 12 examples only the challenger gets, 4 only the champion
+    challenger = [1] * 50 + [1] * 12 + [0] * 4 + [0] * 34
+    expected = sum(comb(16, k) for k in range(12, 17)) / 2 ** 16
+    assert abs(mcnemar_p(champion, challenger) - expected) < 1e-12
+    assert mcnemar_p(challenger, champion) > 0.9 and mcnemar_p(champion, champion) == 1.0

@@ -27,6 +27,8 @@ class UpdateConfig:
     epochs: int | None = option(None, "fine-tuning epochs over the new data (default: the task's, at most 5)")
     lr: float | None = option(None, "fine-tuning learning rate (default: half the task's)")
     replay: float = option(0.5, "fraction of the champion's own training split mixed into the challenger's training data")
+    significance: float = option(0.05, "classifiers: the challenger must be right where the champion is wrong more "
+                                       "often than the reverse, one-sided exact McNemar p <= this (1 = off)")
     min_gain: float = option(0.0, "the challenger's metric on all held-out data must exceed the champion's by this much")
     max_forgetting: float = option(0.02, "the most the challenger may lose on the champion's old test split")
     seed: int = option(0, "seed for the new data's split, the replay sample and training")
@@ -36,6 +38,7 @@ class UpdateConfig:
         check(0 <= self.replay <= 1, f"--replay {self.replay} is out of range; use a fraction in [0, 1].")
         check(self.epochs is None or self.epochs >= 1, f"--epochs {self.epochs} is out of range; use a whole number >= 1.")
         check(self.lr is None or self.lr > 0, f"--lr {self.lr} is out of range; use a positive number.")
+        check(0 < self.significance <= 1, f"--significance {self.significance} is out of range; use a value in (0, 1].")
         check(0 <= self.max_forgetting <= 1, f"--max-forgetting {self.max_forgetting} is out of range; use a value in [0, 1].")
         check(self.alias.strip() != "", "--alias '' is not accepted; name the alias to update, e.g. production.")
 
@@ -77,16 +80,34 @@ def parse_rule(metric: str, rule: Any, source: str) -> Gate:
                      f"e.g. '>= 0.95'.")
 
 
+def mcnemar_p(champion_right, challenger_right) -> float:
+    """One-sided exact McNemar test (paired, same examples): the probability of at least as many examples the
+    challenger alone gets right, among those where the two disagree, if either were as likely (binomial, p = 1/2)."""
+    import numpy as np
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(champion_right, bool), np.asarray(challenger_right, bool)
+    wins, losses = int((b & ~a).sum()), int((a & ~b).sum())
+    if wins + losses == 0:
+        return 1.0
+    return float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
+
+
 def standing_gates(metric: str, higher_is_better: bool, champion: dict[str, dict[str, Any]],
-                   config: UpdateConfig) -> list[Gate]:
+                   config: UpdateConfig, paired: bool = False) -> list[Gate]:
     """The gates every update passes: strictly better than the champion on all held-out data (old and new test
-    splits together; a tie keeps the champion), and no more than `max_forgetting` worse on the old test split."""
+    splits together; a tie keeps the champion), and no more than `max_forgetting` worse on the old test split; for
+    classifiers (`paired`), better beyond chance on the same examples (McNemar), so a challenger that learned
+    nothing real does not win by noise."""
     sign = 1 if higher_is_better else -1
     both, old = champion["all"][metric], champion["old"][metric]
     return [Gate(metric, ">" if higher_is_better else "<", both + sign * config.min_gain,
                  f"champion's {metric} on all held-out data" + (f" + {config.min_gain:g}" if config.min_gain else "")),
             Gate(f"old.{metric}", ">=" if higher_is_better else "<=", old - sign * config.max_forgetting,
-                 f"champion's {metric} on the old test split - {config.max_forgetting:g} (forgetting)")]
+                 f"champion's {metric} on the old test split - {config.max_forgetting:g} (forgetting)")] + (
+        [Gate("mcnemar_p_value", "<=", config.significance, "better beyond chance: one-sided exact McNemar test, "
+                                                             "champion vs challenger on the same held-out examples")]
+        if paired and config.significance < 1 else [])
 
 
 @dataclass
