@@ -159,10 +159,8 @@ _SUBCOMMANDS = {
     "harden": ("adversarial training (pgd, trades); writes a child artifact", None, cli_robustness.harden_arguments),
     "stability": ("flip rate under noise, agreement, calibration error; --calibrate writes a child", None,
                   cli_robustness.stability_arguments),
-    "registry": ("the model registry: list, show, lineage, history, promote, rollback, tag, add", None,
-                 cli_maintenance.registry_arguments),
-    "rollback": ("point an alias back at the artifact it named before (same as `registry rollback`)", None,
-                 cli_maintenance.rollback_arguments),
+    "registry": ("the model registry: list, show, lineage, history, promote, rollback, tag, add", None, cli_maintenance.registry_arguments),
+    "rollback": ("point an alias back at the artifact it named before (`registry rollback`)", None, cli_maintenance.rollback_arguments),
 }
 
 
