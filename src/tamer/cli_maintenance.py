@@ -124,7 +124,9 @@ def run(args: argparse.Namespace, progress: bool = False) -> tuple[dict[str, Any
     if action == "show":
         row = api.show(args.name)
         keys = ("id", "task", "format", "verb", "metrics", "parents", "children", "aliases", "tags", "created_at")
-        text = "\n".join(f"{k:<12}{row[k]}" for k in keys) + "\n" + "\n".join(
+        shown = lambda v: (", ".join(f"{k}={x:.4g}" if isinstance(x, float) else f"{k}={x}" for k, x in v.items())  # noqa: E731
+                           if isinstance(v, dict) else ", ".join(v) if isinstance(v, list) else v) or "—"
+        text = "\n".join(f"{k:<12}{shown(row[k])}" for k in keys) + "\n" + "\n".join(
             f"{'copy':<12}{c['uri']}{' (sealed)' if c['sealed'] else ''}" for c in row["locations"])
         return row, text
     if action == "lineage":

@@ -140,3 +140,13 @@ def test_registry_add_records_a_folder_written_elsewhere(own_registry, digits_ar
     assert _json(capsys)["new"] is False
     assert tamer.resolve(digits_artifact.id) == digits_artifact.path.resolve()
     assert tamer.resolve(str(digits_artifact.path)) == digits_artifact.path
+
+
+def test_the_tests_record_outside_the_repository(registry_for_the_session):
+    from pathlib import Path
+
+    import os
+
+    root = Path(__file__).resolve().parents[2]
+    assert os.environ["TAMER_REGISTRY_URL"] == registry_for_the_session  # set before any test module copied it
+    assert not Path(registry_for_the_session.removeprefix("sqlite:///")).resolve().is_relative_to(root)

@@ -12,6 +12,7 @@ def own_registry(tmp_path, monkeypatch):
 
 
 def test_register_and_promote_stages_with_a_gate_before_the_move(own_registry, digits_artifact, tmp_path):
+    tamer.api.add(digits_artifact.path)  # trained under the session's registry: recorded in this one too
     recipe = {"task": "digits", "artifact": str(digits_artifact.path), "stages": [
         {"compress": {"quantize": "int8", "activations": "weight-only"}},
         {"register": {"tags": {"owner": "ci"}}},
@@ -30,6 +31,7 @@ def test_register_and_promote_stages_with_a_gate_before_the_move(own_registry, d
         assert [e["reason"] for e in reg.history("production")] == ["recipe"]
     page = (tmp_path / "run" / "report.html").read_text()
     assert page.count("<svg") == 2 and f">{digits_artifact.id}</text>" in page and ">production</text>" in page
+    assert ">train · fp32</text>" in page and ">compress · int8</text>" in page  # parent and child boxes
     import json
 
     stages = json.loads((tmp_path / "run" / "report.json").read_text())["stages"]

@@ -3,8 +3,15 @@ taking the write lock up front; PostgreSQL with a connect timeout), and its sche
 with the Alembic migrations shipped in migrations/ (an old registry is migrated, never broken)."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's own busy timeout alone
+    fcntl = None
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -80,6 +87,23 @@ def make_engine(url: str | None = None) -> sa.Engine:
     except (ImportError, sa.exc.NoSuchModuleError) as exc:
         raise RegistryUnavailable(f"registry URL {shown(parsed)!r} needs a database driver that is not installed "
                                   f"({exc}); for PostgreSQL install psycopg and use postgresql+psycopg://.") from None
+
+
+@contextlib.contextmanager
+def write_lock(engine: sa.Engine) -> Iterator[None]:
+    """On a SQLite file, an exclusive flock on FILE.lock around each write transaction: a waiting writer wakes the
+    moment the other one finishes, where SQLite's busy handler would sleep in growing steps (up to 100 ms) and
+    poll. The kernel drops the lock of a killed process. Elsewhere (PostgreSQL, in memory) nothing."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or fcntl is None:
+        yield
+        return
+    with open(f"{database}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def writer(engine: sa.Engine) -> sa.Engine:

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping
 import sqlalchemy as sa
 
 from ..errors import UsageError
-from .database import ENV, RegistryUnavailable, make_engine, shown, upgrade, writer
+from .database import ENV, RegistryUnavailable, make_engine, shown, upgrade, write_lock, writer
 from .schema import aliases, artifacts, events, locations, parents, tags
 
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
@@ -76,7 +76,7 @@ class Registry:
     def _write(self, lock: str | None = None) -> Iterator[sa.Connection]:
         """One write transaction; `lock` names an alias whose moves are serialised (SQLite's BEGIN IMMEDIATE
         already serialises every writer; PostgreSQL takes a transaction-scoped advisory lock on the name)."""
-        with self._errors(), self._writer.begin() as conn:
+        with self._errors(), write_lock(self.engine), self._writer.begin() as conn:
             if lock is not None and conn.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"tamer-alias:{lock}"})
             yield conn
