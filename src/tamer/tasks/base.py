@@ -143,13 +143,19 @@ class Task(ABC):
                 for k, v in batch.items()}
 
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The model's output on `batch`, moved to the model's device and run at the verb's precision (autocast; the
-        output comes back as fp32 so losses and metrics are computed in full precision)."""
+        """The model's output on `batch`: the inputs moved to the model's device, run at the verb's precision
+        (autocast), the output in fp32 (losses and metrics in full precision) and on the device the batch came on.
+        The loop and `evaluate` move their batches first, so nothing comes back; code that builds its tensors on the
+        CPU (attacks, explanations) gets CPU outputs, with gradients through the copies, and never meets the device."""
         device = model_device(model)
+        back = next((v.device for v in batch.values() if torch.is_tensor(v)), device)
         inputs = {k: v for k, v in self.to_device(batch, device).items() if k != "labels"}
         with autocast(device), flop_probe(examples_in(inputs)):
             out = model(**inputs)
-        return out.float() if torch.is_tensor(out) and out.is_floating_point() and out.dtype != torch.float32 else out
+        if torch.is_tensor(out):
+            out = out.float() if out.is_floating_point() and out.dtype != torch.float32 else out
+            out = out.to(back) if out.device != back else out
+        return out
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         labels = batch["labels"].to(outputs.device)
