@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 import resource
 import sys
 import time
@@ -90,6 +89,12 @@ def _peak_rss_now() -> int | None:
     except OSError:
         pass
     return None
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory: since the outermost meter reset it (Linux), else since it started."""
+    peak = _peak_rss_now()
+    return peak if peak is not None else _maxrss_bytes(resource.RUSAGE_SELF)
 
 
 def _maxrss_bytes(who: int) -> int:
@@ -254,10 +259,6 @@ def add_up(records: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
         total[key] = max(values) if values else None
     total["stages_measured"] = len(present)
     return total
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def per_example(record: dict[str, Any], n: int, unit: str = "example") -> dict[str, Any]:

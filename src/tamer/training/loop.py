@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from ..artifact import Artifact, save_artifact
 from ..cost import active as active_meter
+from ..cost import peak_rss_bytes
 from ..device import check_precision, grad_scaler, place_model, placed
 from ..errors import DataError, UsageError, refuse_existing
 from ..loop import Callback, Loop, Piece, ProgressBar, Where, task_loss
@@ -331,5 +332,8 @@ def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, ou
                        "strategy": resolved.strategy if fitted.world_size > 1 else "single",
                        "replica_spread": fitted.replica_spread, "data_files": task.data_files,
                        "device": str(fitted.device), "activation_checkpointing": resolved.activation_checkpointing,
-                       "offload": resolved.offload, "flops_per_example": dict(meter.flops) if meter else {}}},
+                       "offload": resolved.offload, "flops_per_example": dict(meter.flops) if meter else {},
+                       "peak_rss_bytes": peak_rss_bytes(),  # rank 0's process, since its meter opened
+                       "peak_accelerator_bytes": (torch.cuda.max_memory_allocated(fitted.device)
+                                                  if fitted.device.type == "cuda" else None)}},
     )
