@@ -31,6 +31,8 @@ def on_device(verb):
             result = verb(*args, **kwargs)
         return attach(result, {**where.record(), **meter.result()})
 
+    run.__doc__ = (verb.__doc__ or "") + ("\n\n    device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; "
+                                          "precision: fp32, bf16 or fp16 (CUDA). What it cost is the report's `cost`.")
     return run
 
 
