@@ -125,3 +125,19 @@ def test_cuda_evaluate_predict_train(digits_artifact, tmp_path):
     b = tamer.train("digits", epochs=2, out=tmp_path / "b", progress=False, precision="fp16")
     assert b.metrics["test"]["accuracy"] > 0.5
     assert json.dumps(b.report.cost)
+
+
+@gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_every_model_verb_runs_on_cuda(digits_artifact, tmp_path):
+    """The capabilities build their tensors on the CPU; Task.forward keeps them off the model's device."""
+    cpu = tamer.attack(digits_artifact, method="pgd", epsilon=0.1, steps=5, limit=50, device="cpu")
+    cuda = tamer.attack(digits_artifact, method="pgd", epsilon=0.1, steps=5, limit=50, device="cuda")
+    assert cuda.cost["device"].startswith("cuda") and abs(cuda.robust_accuracy - cpu.robust_accuracy) <= 0.1
+    assert tamer.stability(digits_artifact, limit=50, device="cuda").cost["peak_accelerator_bytes"] > 0
+    explained = tamer.explain(digits_artifact, index=(0, 1), method="ig", out=tmp_path / "x", progress=False,
+                              device="cuda")
+    assert explained.cost["device"].startswith("cuda")
+    child = tamer.harden(digits_artifact, method="pgd", epsilon=0.1, epochs=1, limit=50, out=tmp_path / "h",
+                         progress=False, device="cuda")
+    assert child.report.cost["device"].startswith("cuda")
