@@ -77,7 +77,11 @@ class RunReport(Report):
                 + (f"\nplaintext copies remain: {', '.join(self.plaintext_copies)} (the encrypt stage's "
                    f"`remove_plaintext: true` deletes the run's own)" if self.plaintext_copies else "")
                 + (f"\nplaintext removed: {', '.join(self.removed_plaintext)}" if self.removed_plaintext else ""))
-        return "\n".join(lines + ([self.message] if self.message else []) + [tail])
+        c = self.cost or {}
+        cost = ([f"cost: {c['wall_s']:.1f} s wall, {c['cpu_s']:.1f} s CPU, peak {c['peak_rss_bytes'] / 2**20:,.0f} MiB "
+                 f"resident, energy " + (f"{c['energy_j']:.1f} J" if c.get("energy_j") is not None else "unavailable")]
+                if c.get("wall_s") is not None and c.get("peak_rss_bytes") is not None else [])
+        return "\n".join(lines + ([self.message] if self.message else []) + cost + [tail])
 
     def html(self) -> str:
         rows = []
