@@ -83,3 +83,23 @@ def test_causal_lm_trains_with_checkpointing(tmp_path):
                     out=tmp_path / "b", device="cpu", seed=0, activation_checkpointing=True)
     assert b.manifest["run"]["activation_checkpointing"] is True
     assert a.id == b.id  # the same weights: checkpointing changes memory, not the arithmetic
+
+
+
+def test_checkpointed_bert_has_the_same_gradients():
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=30, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=64, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1))
+    checked = copy.deepcopy(bert)
+    assert checkpoint_blocks(checked) == 2
+    ids, mask = torch.randint(0, 30, (3, 12)), torch.ones(3, 12, dtype=torch.long)
+    mask[0, 8:] = 0
+    grads = []
+    for model in (bert, checked):
+        torch.manual_seed(1)
+        model.train()
+        model(input_ids=ids, attention_mask=mask).last_hidden_state.square().mean().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-5, msg=name)
