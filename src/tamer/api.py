@@ -50,7 +50,7 @@ def _costed_train(verb):
         record, ran = dict(meter.result()), artifact.manifest.get("run", {})
         if not record["flops_per_example"] and ran.get("flops_per_example"):
             record["flops_per_example"] = ran["flops_per_example"]  # counted in the torchrun workers
-        placement = {"device": ran.get("device"), "precision": artifact.manifest.get("options", {}).get("precision", "fp32"),
+        placement = {"device": ran.get("device", "cpu"), "precision": artifact.manifest.get("options", {}).get("precision", "fp32"),
                      "notes": []}
         return attach(artifact, {**placement, **record})
 
