@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,44 @@ if TYPE_CHECKING:
 
 # Each verb imports its capability (and torch) when it is called: `import tamer` and the light verbs (keygen,
 # encrypt, decrypt, scrub) never load torch.
+
+
+def on_device(verb):
+    """A verb that runs a model takes `device` (auto|cpu|cuda|cuda:N|mps) and `precision` (fp32|bf16|fp16): it runs
+    inside tamer.device.placed, and what it cost (tamer.cost.measure) is attached to its report as `cost`."""
+    @functools.wraps(verb)
+    def run(*args, device: str = "auto", precision: str = "fp32", **kwargs):
+        from .cost import attach, measure
+        from .device import placed
+
+        with placed(device, precision) as where, measure() as meter:
+            result = verb(*args, **kwargs)
+        return attach(result, {**where.record(), **meter.result()})
+
+    run.__doc__ = (verb.__doc__ or "") + ("\n\n    device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; "
+                                          "precision: fp32, bf16 or fp16 (CUDA). What it cost is the report's `cost`.")
+    return run
+
+
+def _costed_train(verb):
+    """train (and its torchrun launch) measured; device and precision are TrainConfig options, so they travel to the
+    workers, whose FLOP count the artifact records."""
+    @functools.wraps(verb)
+    def run(*args, **kwargs):
+        from .cost import attach, measure
+
+        with measure() as meter:
+            artifact = verb(*args, **kwargs)
+        if artifact is None:
+            return None
+        record, ran = dict(meter.result()), artifact.manifest.get("run", {})
+        if not record["flops_per_example"] and ran.get("flops_per_example"):
+            record["flops_per_example"] = ran["flops_per_example"]  # counted in the torchrun workers
+        placement = {"device": ran.get("device", "cpu"), "precision": artifact.manifest.get("options", {}).get("precision", "fp32"),
+                     "notes": []}
+        return attach(artifact, {**placement, **record})
+
+    return run
 
 
 def load(path: str | Path, key_file: str | None = None, passphrase_env: str | None = None) -> Artifact:
@@ -70,6 +109,7 @@ def default_out(task: str, root: str = "artifacts") -> Path:
     return Path(root) / f"{task}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
 
 
+@_costed_train
 def train(task: str | Task = "digits", config: TrainConfig | None = None, *, out: str | Path | None = None,
           progress: bool = True, **options: Any) -> Artifact:
     """Train a task's model and write an artifact. Options are TrainConfig fields and the task's own (e.g. data=...).
@@ -128,6 +168,7 @@ def _train_private(task: str | Task, privacy, out, progress: bool, options: dict
                                             out or default_out(task.name), show_progress=progress))
 
 
+@on_device
 def evaluate(artifact: str | Path | Artifact, data: str | None = None, eval_batch_size: int = 256,
              key_file: str | None = None, passphrase_env: str | None = None) -> EvalReport:
     """Accuracy, macro-F1 and confusion matrix (classifiers) or perplexity (language models)."""
@@ -138,29 +179,38 @@ def evaluate(artifact: str | Path | Artifact, data: str | None = None, eval_batc
     return _evaluate(artifact, data, eval_batch_size)
 
 
+@on_device
 def predict(artifact: str | Path | Artifact, inputs: Any = None, *, index: int | None = None, max_new_tokens: int = 20,
-            key_file: str | None = None, passphrase_env: str | None = None) -> list[dict[str, Any]]:
+            key_file: str | None = None, passphrase_env: str | None = None, with_cost: bool = False) -> list[dict[str, Any]]:
     """One-line inference: labels and probabilities (classifiers) or generated text (causal-lm) for raw `inputs`, or
-    for test example `index` of the split the artifact was measured on (its true label added as `expected`)."""
+    for test example `index` of the split the artifact was measured on (its true label added as `expected`).
+    `with_cost=True` returns (predictions, the cost of one prediction: tamer.cost.per_example, loading excluded)."""
     if (inputs is None) == (index is None):
         raise UsageError("predict takes either inputs (--input TEXT or --input-file FILE) or --index N, not both or neither.")
     if not isinstance(artifact, Artifact):
         artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
-    if inputs is not None:
-        return artifact.predict(inputs, max_new_tokens)
+    from .cost import measure, per_example
+    from .device import current
+
     task, model = artifact.load_model()
-    test = task.splits(artifact.split_seed).test
-    if not 0 <= index < len(test):
-        raise UsageError(f"--index {index} is outside the test split, which has {len(test)} examples (0 to {len(test) - 1}).")
-    batch = task.collate([test[index]])
-    if task.kind == "language-model":  # the first half of the test block is the prompt
-        half = max(1, int(batch["attention_mask"][0].sum()) // 2)
-        batch = {"input_ids": batch["input_ids"][:, :half], "attention_mask": batch["attention_mask"][:, :half]}
-    result = task.predict(model, batch, max_new_tokens)
-    if task.kind == "classification":
+    with measure() as meter:  # one prediction's cost: encoding and the model, loading excluded
+        if inputs is not None:
+            batch = task.encode(inputs)
+        else:
+            test = task.splits(artifact.split_seed).test
+            if not 0 <= index < len(test):
+                raise UsageError(f"--index {index} is outside the test split, which has {len(test)} examples (0 to {len(test) - 1}).")
+            batch = task.collate([test[index]])
+            if task.kind == "language-model":  # the first half of the test block is the prompt
+                half = max(1, int(batch["attention_mask"][0].sum()) // 2)
+                batch = {"input_ids": batch["input_ids"][:, :half], "attention_mask": batch["attention_mask"][:, :half]}
+        result = task.predict(model, batch, max_new_tokens)
+    if index is not None and task.kind == "classification":
         names = list(getattr(task, "labels", None) or [])
         label = int(batch["labels"][0])
         result[0]["expected"] = names[label] if label < len(names) else str(label)
+    if with_cost:
+        return result, {**current().record(), **per_example(meter.result(), len(result), "prediction")}
     return result
 
 
@@ -209,6 +259,7 @@ def scrub(path: str | Path, config=None, *, out: str | Path | None = None, resto
     return scrub_file(path, out, config, show_progress=progress)
 
 
+@on_device
 def explain(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None, progress: bool = True,
             key_file: str | None = None, passphrase_env: str | None = None, **options: Any):
     """Attributions (ig, saliency, gradxinput, occlusion, shap, lime) with completeness, faithfulness vs random, a
@@ -251,6 +302,7 @@ def federate(task: str | Task = "digits", config=None, *, out: str | Path | None
     return artifact.with_report(FederateReport.from_artifact(artifact))
 
 
+@on_device
 def compress(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None, progress: bool = True,
              key_file: str | None = None, passphrase_env: str | None = None, **options: Any):
     """Quantize (int8 / int4), prune, distill and/or export an artifact (CompressConfig fields as options).
@@ -308,6 +360,7 @@ def _sealed_children(write, out: Path, key_file: str | None, passphrase_env: str
 
 
 # -- robustness: attack, harden, stability --------------------------------------------------------------------------
+@on_device
 def attack(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None, key_file: str | None = None,
            passphrase_env: str | None = None, **options: Any):
     """Adversarial examples against an artifact (fgsm, pgd, square, noise on images; charflip, wordswap on texts):
@@ -322,6 +375,7 @@ def attack(artifact: str | Path | Artifact, config=None, *, out: str | Path | No
     return _attack(artifact, config, out)
 
 
+@on_device
 def harden(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None, progress: bool = True,
            key_file: str | None = None, passphrase_env: str | None = None, **options: Any) -> Artifact:
     """Adversarial fine-tuning (pgd: Madry et al. 2018; trades: Zhang et al. 2019) through the training loop: a child
@@ -333,6 +387,7 @@ def harden(artifact: str | Path | Artifact, config=None, *, out: str | Path | No
     return _child_verb(_harden, artifact, config, out, progress, key_file, passphrase_env)
 
 
+@on_device
 def stability(artifact: str | Path | Artifact, config=None, *, out: str | Path | None = None,
               key_file: str | None = None, passphrase_env: str | None = None, **options: Any):
     """Flip rate under noise, agreement with `against` artifacts, expected calibration error: a StabilityReport; with

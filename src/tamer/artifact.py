@@ -232,7 +232,8 @@ class Artifact:
         return load_file(self.path / WEIGHTS)
 
     def load_model(self):
-        """(task, model): the task with its saved state (tokenizer, labels) and the model in eval mode. A manifest
+        """(task, model): the task with its saved state (tokenizer, labels) and the model in eval mode, on the running
+        verb's device (tamer.device.placed). A manifest
         `temperature` (written by `stability --calibrate`) divides the model's output by it, through a forward hook,
         so the weights and their names stay the parent's."""
         from safetensors import SafetensorError
@@ -256,7 +257,9 @@ class Artifact:
         temperature = self.manifest.get("temperature")
         if temperature:  # temperature scaling (`tamer stability --calibrate`): logits / T, the weights untouched
             model.register_forward_hook(lambda module, inputs, output: output / temperature)
-        return task, model.eval()
+        from .device import place_model
+
+        return task, place_model(model).eval()  # on the running verb's --device (CPU outside any verb)
 
     def predict(self, inputs: Any, max_new_tokens: int = 20) -> list[dict[str, Any]]:
         """The model on raw inputs (a text or a list of texts; images for digits): a classifier's label, score

@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from . import cli_drift, cli_maintenance, cli_robustness
+from . import cli_device, cli_drift, cli_maintenance, cli_robustness
 from .config import add_config_arguments
 from .errors import TamerError, UsageError
 
@@ -185,6 +185,8 @@ def build_parser(only: str | None = None, help_task: str | None = None) -> argpa
         _common(p)
         if only is None or only == verb:
             add_arguments(p)
+            if verb in cli_device.MODEL_VERBS:
+                cli_device.device_arguments(p)
             if help_task and verb in ("train", "federate"):
                 from .tasks import get_task_class
 
@@ -318,7 +320,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see `tamer {args.verb} --help`).")
     if args.verb == "evaluate":
         report = api.evaluate(args.artifact, data=args.data, eval_batch_size=args.eval_batch_size,
-                                key_file=args.key_file, passphrase_env=args.passphrase_env)
+                                key_file=args.key_file, passphrase_env=args.passphrase_env, **cli_device.placement(args))
         _emit(args, {"headline": _headline(report.task, report.metrics, "test" if report.data == "test split" else report.data),
                      **report.to_dict()}, report.summary())
         return 0
@@ -329,7 +331,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         from .explanation.config import ExplainConfig
 
         report = api.explain(args.artifact, config_from_args(ExplainConfig, args), out=args.out, progress=progress,
-                               key_file=args.key_file, passphrase_env=args.passphrase_env)
+                               key_file=args.key_file, passphrase_env=args.passphrase_env, **cli_device.placement(args))
         _emit(args, {**report.to_dict(), "metrics": report.gate_metrics()}, report.summary())
         return 0
     if args.verb in _FACES:
@@ -340,7 +342,8 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         from .config import config_from_args
 
         artifact = api.compress(args.artifact, config_from_args(CompressConfig, args), out=args.out,
-                                  progress=progress, key_file=args.key_file, passphrase_env=args.passphrase_env)
+                                  progress=progress, key_file=args.key_file, passphrase_env=args.passphrase_env,
+                                  **cli_device.placement(args))
         report = artifact.report
         _emit(args, {"artifact": str(artifact.path), "id": artifact.id,
                      "headline": _headline(artifact.task, artifact.metrics.get("test", {})),
@@ -357,11 +360,12 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
             except OSError as exc:
                 raise UsageError(f"--input-file {args.input_file!r} cannot be read ({exc.strerror}).") from None
         artifact = api.load(args.artifact, key_file=args.key_file, passphrase_env=args.passphrase_env)
-        rows = api.predict(artifact, inputs, index=args.index, max_new_tokens=args.max_new_tokens)
+        rows, cost = api.predict(artifact, inputs, index=args.index, max_new_tokens=args.max_new_tokens, with_cost=True,
+                                 **cli_device.placement(args))
         text = "\n".join(r["generated_text"] if "generated_text" in r else
                          (f"{r['label']} {r['score']:.4f}" if "label" in r else f"{r['value']:.6g}")
                          + (f" (expected {r['expected']})" if "expected" in r else "") for r in rows)
-        _emit(args, {"artifact": str(artifact.path), "id": artifact.id, "predictions": rows}, text)
+        _emit(args, {"artifact": str(artifact.path), "id": artifact.id, "predictions": rows, "cost": cost}, text)
         return 0
     if args.verb == "report":
         page = pipeline.write_report(args.path, out=args.out, key_file=args.key_file, passphrase_env=args.passphrase_env)

@@ -43,7 +43,9 @@ def run(args: argparse.Namespace, progress: bool) -> tuple[dict[str, Any], str]:
     from . import api
     from .robustness.config import AttackConfig, HardenConfig, StabilityConfig
 
-    sealed = {"key_file": args.key_file, "passphrase_env": args.passphrase_env}
+    from .cli_device import placement
+
+    sealed = {"key_file": args.key_file, "passphrase_env": args.passphrase_env, **placement(args)}
     if args.verb == "attack":
         report = api.attack(args.artifact, config_from_args(AttackConfig, args), out=args.out, **sealed)
         return {**report.to_dict(), "metrics": report.gate_metrics()}, report.summary()

@@ -13,7 +13,10 @@ callbacks:
 
 A step is one or more pieces (micro-batches under gradient accumulation, or slices of a global batch per rank):
 zero the gradients, per piece forward + loss + backward (under `sync(last)`), `after_backward` hooks (L1,
-clipping), optimizer step, scheduler step, `after_step` hooks (pruning masks).
+clipping), optimizer step, scheduler step, `after_step` hooks (pruning masks). Mixed precision: the forward runs
+under autocast in `Task.forward` (the verb's precision); with a `scaler` (fp16) the loss is scaled before backward,
+the gradients unscaled before the `after_backward` hooks, and the step skipped when they overflowed. The first
+piece's FLOPs are counted for the cost record (tamer/cost.py).
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
+
+from .cost import flop_probe
 
 Loss = Callable[[nn.Module, dict], torch.Tensor]
 
@@ -132,6 +137,7 @@ class Loop:
     empty_step: Callable[[], None] | None = None
     sync: Callable[[bool], Any] | None = None  # gradient sync on the last piece only (DDP no_sync, FSDP2)
     reduce: Callable[..., list[float]] = _sum_here  # sums numbers over ranks
+    scaler: Any = None  # torch.amp.GradScaler under fp16 (tamer.device.grad_scaler)
     state: LoopState = field(default_factory=LoopState)
     prepared: bool = False
 
@@ -178,17 +184,25 @@ class Loop:
                     loss_sum, count = 0.0, 0
                     for p in pieces:
                         batch, where = p.batch, Where(s.epoch, s.step, p)
-                        for transform in self.transforms:
-                            batch = transform(batch, where)
-                        n = examples(batch)
-                        with sync(p.last):
-                            loss = self.loss(model, batch)
-                            (loss if p.weight == 1.0 else loss * p.weight).backward()
+                        with flop_probe(examples(batch), "train_step"):
+                            for transform in self.transforms:
+                                batch = transform(batch, where)
+                            n = examples(batch)
+                            with sync(p.last):
+                                loss = self.loss(model, batch)
+                                weighted = loss if p.weight == 1.0 else loss * p.weight
+                                (weighted if self.scaler is None else self.scaler.scale(weighted)).backward()
                         loss_sum += loss.item() * n
                         count += n
+                    if self.scaler is not None:
+                        self.scaler.unscale_(optimizer)  # the hooks (clipping, L1) see the true gradients
                     for hook in self.after_backward:
                         hook()
-                    optimizer.step()
+                    if self.scaler is None:
+                        optimizer.step()
+                    else:
+                        self.scaler.step(optimizer)  # skipped when a gradient overflowed
+                        self.scaler.update()
                     if self.scheduler is not None:
                         self.scheduler.step()
                     for hook in self.after_step:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import yaml
 
 from .artifact import Artifact
+from .cost import add_up
 from .errors import GateFailed, TamerError, UsageError, refuse_existing
 from .report import Report, table_html, write_page
 from .stages import STAGES, Context, Stage, plaintext_artifacts
@@ -69,6 +70,7 @@ class StageResult:
     seconds: float = 0.0
     gates: list[dict[str, Any]] = field(default_factory=list)
     report: dict[str, Any] | None = None
+    cost: dict[str, Any] | None = None  # what the stage's verb cost (tamer/cost.py)
 
 
 @dataclass
@@ -94,7 +96,11 @@ class RunReport(Report):
                 + (f"\nplaintext copies remain: {', '.join(self.plaintext_copies)} (the encrypt stage's "
                    f"`remove_plaintext: true` deletes the run's own)" if self.plaintext_copies else "")
                 + (f"\nplaintext removed: {', '.join(self.removed_plaintext)}" if self.removed_plaintext else ""))
-        return "\n".join(lines + ([self.message] if self.message else []) + [tail])
+        c = self.cost or {}
+        cost = ([f"cost: {c['wall_s']:.1f} s wall, {c['cpu_s']:.1f} s CPU, peak {c['peak_rss_bytes'] / 2**20:,.0f} MiB "
+                 f"resident, energy " + (f"{c['energy_j']:.1f} J" if c.get("energy_j") is not None else "unavailable")]
+                if c.get("wall_s") is not None and c.get("peak_rss_bytes") is not None else [])
+        return "\n".join(lines + ([self.message] if self.message else []) + cost + [tail])
 
     def html(self) -> str:
         rows = []
@@ -110,7 +116,27 @@ class RunReport(Report):
                      *([("plaintext removed", ", ".join(self.removed_plaintext))] if self.removed_plaintext else [])]
             sealed = table_html(facts)
         return (f"<section><h2>Run · {html.escape(self.name)} · <span class={cls}>{self.status}</span></h2>{msg}"
-                f"{table_html(rows, ['stage', 'status', 'time', 'gates'])}{sealed}</section>")
+                f"{table_html(rows, ['stage', 'status', 'time', 'gates'])}{sealed}{cost_table(self.stages)}</section>")
+
+
+def cost_table(stages: list[StageResult]) -> str:
+    """What each stage cost and the run's total: wall and CPU seconds, peak memory, FLOPs per example, energy."""
+    measured = [s for s in stages if s.cost]
+    if not measured:
+        return ""
+    mib = lambda b: "—" if b is None else f"{b / 2**20:,.0f} MiB"  # noqa: E731
+    flops = lambda f: ", ".join(f"{k} {v:.3g}" for k, v in (f or {}).items()) or "—"  # noqa: E731
+    joules = lambda c: f"{c['energy_j']:.1f} J" if c.get("energy_j") is not None else "unavailable"  # noqa: E731
+    rows = [(s.name, c.get("device", "—"), f"{c['wall_s']:.1f} s", f"{c['cpu_s']:.1f} s", mib(c.get("peak_rss_bytes")),
+             mib(c.get("peak_accelerator_bytes")), flops(c.get("flops_per_example")), joules(c))
+            for s in measured for c in [s.cost]]
+    total = add_up({s.name: s.cost for s in measured})
+    rows.append(("total", "", f"{total['wall_s']:.1f} s", f"{total['cpu_s']:.1f} s", mib(total["peak_rss_bytes"]),
+                 mib(total["peak_accelerator_bytes"]), "", joules(total)))
+    reason = next((s.cost.get("energy_reason") for s in measured if s.cost.get("energy_reason")), "")
+    note = f"<p class=muted>energy unavailable: {html.escape(reason)}</p>" if reason else ""
+    return ("<h3>What it cost</h3>" + table_html(rows, ["stage", "device", "wall", "CPU", "peak resident", "peak GPU",
+                                                        "FLOPs / example", "energy"]) + note)
 
 
 def run_page(folder: Path, out: Path) -> Path:
@@ -221,7 +247,7 @@ def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, 
         ctx.metrics.update(metrics)
         ok = all(g["passed"] for g in checked)
         results.append(StageResult(stage_name, stage.verb, "passed" if ok else "failed", time.perf_counter() - t0,
-                                   checked, report.to_dict()))
+                                   checked, report.to_dict(), getattr(report, "cost", None)))
         if not ok:
             status, message = "failed", gate_message(stage_name, checked, "later stages did not run.")
             break
@@ -242,6 +268,7 @@ def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, 
     run = RunReport(name=name, out=str(out), status=status, stages=results, html_path=str(out / "report.html"),
                     message=message, artifact=final, sealed=ctx.sealed, plaintext_copies=plaintext,
                     removed_plaintext=removed)
+    run.cost = add_up({s.name: s.cost for s in results})  # the run's total: times and energy summed, peaks the largest
     write_page(out / "report.html", [run, *reports], title=f"tamer run · {name}", subtitle=f"task {ctx.task}")
     tmp = out / ".report.json.tmp"
     tmp.write_text(run.to_json())

@@ -38,10 +38,12 @@ def empty_layer(spec: dict[str, Any]) -> nn.Module:
 
 def load_quantized(model: nn.Module, state_dict: dict[str, torch.Tensor], manifest: dict[str, Any]) -> nn.Module:
     """The artifact loader for int8 / int4 formats: rebuild the recorded layers, then load their codes."""
+    from .portable import make_portable
+
     for name, spec in manifest["quantization"]["layers"].items():
         replace_layer(model, name, empty_layer(spec))
     model.load_state_dict(state_dict, strict=True)
-    return model.eval()
+    return make_portable(model, manifest).eval()  # int8 dequantized off the CPU; choices re-timed on another CPU
 
 
 def compiled(fn: Callable, int8_everywhere: bool = True):

@@ -32,6 +32,7 @@ from .measure import calibration_batches, compare_latency, headline, latency_bat
 from .qmath import Quantized, quantize
 from .report import StepResult
 from .smoothing import activation_scales, choose_smoothing, int8_gemm_candidate
+from .portable import machine
 from .timing import SMALL_CALL_SLACK, slower_than_fp32, time_layer
 
 
@@ -247,7 +248,7 @@ def quantize_step(parent: Artifact, config: CompressConfig, out: Path, progress:
                                                     "calibration": config.calibration,
                                                     "whole_model_fallback": whole is not None}},
                    run={"quantization": {"layers": {n: {k: r[k] for k in per_run if k in r} for n, r in recipe.items()},
-                                         "whole_model_fallback": whole},
+                                         "whole_model_fallback": whole, "machine": machine()},
                         "latency_ms": {f"batch{n}": v for n, v in lat.items()}})
     fell_back = {n: r["reason"] for n, r in recipe.items() if r["exec"] == "fp32-fallback"}
     result = StepResult(

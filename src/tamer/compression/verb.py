@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifact import Artifact
+from ..device import current as here
+from ..device import note, placed
 from ..errors import UsageError, refuse_existing
 from .config import CompressConfig
 from .distill import distill_step
@@ -24,10 +26,16 @@ def compress(artifact: Artifact, config: CompressConfig, out: str | Path, progre
                          "--distill-into SPEC or --export onnx.")
     out = refuse_existing(out)
     chain = steps + (["export"] if config.export else [])
+    asked = here()
+    if asked.device.type != "cpu" or asked.precision != "fp32":
+        note(f"compress ran on the CPU in fp32, not on {asked.device} in {asked.precision}: its int8 kernels, the timing "
+             f"that chooses each layer's execution and ONNX Runtime are CPU ones; the child runs on {asked.device} "
+             f"when a verb loads it there")
     current, results = artifact, []
-    for i, step in enumerate(chain):
-        target = out if i == len(chain) - 1 else out.with_name(f"{out.name}.{step}")
-        current, result = STEPS[step](current, config, target, progress)
-        results.append(result)
+    with placed("cpu", "fp32"):
+        for i, step in enumerate(chain):
+            target = out if i == len(chain) - 1 else out.with_name(f"{out.name}.{step}")
+            current, result = STEPS[step](current, config, target, progress)
+            results.append(result)
     return current.with_report(CompressReport(parent=str(artifact.path), parent_id=artifact.id,
                                               artifact=str(current.path), id=current.id, steps=results))

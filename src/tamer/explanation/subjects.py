@@ -102,7 +102,7 @@ class ImageSubject(Subject):
     baselines = ("zero", "blur", "mask")
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(pixels), dim=-1)
+        return torch.softmax(self.task.forward(self.model, {"pixels": pixels}), dim=-1)  # on the model's device
 
     def read_inputs(self, config: ExplainConfig, seed: int) -> list[Item]:
         if config.index:
@@ -226,7 +226,7 @@ class TextSubject(Subject):
         return ids[0]
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        logits = self.model(ids.long(), mask)
+        logits = self.task.forward(self.model, {"input_ids": ids.long(), "attention_mask": mask})
         if self.lm:
             last = mask.sum(1).clamp(min=1) - 1  # the next token after the prompt's last real token
             logits = logits[torch.arange(len(ids)), last]

@@ -25,9 +25,11 @@ class Report:
     """Base for every verb's report. Subclasses are dataclasses and implement `html()`."""
 
     title: str = "report"
+    cost: dict[str, Any] | None = None  # what the verb cost (tamer/cost.py), set by the api after it ran
 
     def to_dict(self) -> dict[str, Any]:
-        return {"report": type(self).__name__, **dataclasses.asdict(self)}  # type: ignore[arg-type]
+        out = {"report": type(self).__name__, **dataclasses.asdict(self)}  # type: ignore[arg-type]
+        return {**out, "cost": self.cost} if self.cost is not None else out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)

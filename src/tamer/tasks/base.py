@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..cost import examples_in, flop_probe
+from ..device import autocast, model_device
 from ..errors import UsageError
 from .meters import ClassificationMeter, LanguageModelMeter, Meter, RegressionMeter
 
@@ -139,21 +141,40 @@ class Task(ABC):
         """Read back what `write_files` saved, with `artifact.read_bytes(name)` (name relative to the folder)."""
 
     # -- compute ------------------------------------------------------------------------
+    def to_device(self, batch: dict[str, Any], where: nn.Module | torch.device) -> dict[str, Any]:
+        """`batch` with every tensor on `where` (a device, or a model's device): the one place batches move."""
+        device = where if isinstance(where, torch.device) else model_device(where)
+        return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) and v.device != device else v
+                for k, v in batch.items()}
+
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        return model(**inputs)
+        """The model's output on `batch`: the inputs moved to the model's device, run at the verb's precision
+        (autocast), the output in fp32 (losses and metrics in full precision) and on the device the batch came on.
+        The loop and `evaluate` move their batches first, so nothing comes back; code that builds its tensors on the
+        CPU (attacks, explanations) gets CPU outputs, with gradients through the copies, and never meets the device."""
+        device = model_device(model)
+        back = next((v.device for v in batch.values() if torch.is_tensor(v)), device)
+        inputs = {k: v for k, v in self.to_device(batch, device).items() if k != "labels"}
+        with autocast(device), flop_probe(examples_in(inputs)):
+            out = model(**inputs)
+        if torch.is_tensor(out):
+            out = out.float() if out.is_floating_point() and out.dtype != torch.float32 else out
+            out = out.to(back) if out.device != back else out
+        return out
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        labels = batch["labels"].to(outputs.device)
         if self.kind == "regression":
-            return nn.functional.mse_loss(outputs.squeeze(-1), batch["labels"].float())
-        return nn.functional.cross_entropy(outputs, batch["labels"])
+            return nn.functional.mse_loss(outputs.squeeze(-1), labels.float())
+        return nn.functional.cross_entropy(outputs, labels)
 
     def example_losses(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """`loss` per example (its mean is `loss`), for methods that weigh examples apart, such as DP clipping."""
+        labels = batch["labels"].to(outputs.device)
         if self.kind == "regression":
-            each = nn.functional.mse_loss(outputs.squeeze(-1), batch["labels"].float(), reduction="none")
+            each = nn.functional.mse_loss(outputs.squeeze(-1), labels.float(), reduction="none")
         else:
-            each = nn.functional.cross_entropy(outputs, batch["labels"], reduction="none")
+            each = nn.functional.cross_entropy(outputs, labels, reduction="none")
         return each.reshape(len(each), -1).mean(1)
 
     @torch.no_grad()
@@ -168,7 +189,9 @@ class Task(ABC):
         was_training = model.training
         model.eval()
         meter = self.meter()
+        device = model_device(model)
         for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=self.collate):
+            batch = self.to_device(batch, device)  # the meter compares outputs with labels on the model's device
             outputs = self.forward(model, batch)
             meter.update(outputs, batch, self.loss(outputs, batch))
         model.train(was_training)

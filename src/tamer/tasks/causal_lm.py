@@ -146,7 +146,7 @@ class CausalLMTask(Task):
                 nxt = int(self.forward(model, {"input_ids": window, "attention_mask": torch.ones_like(window)})[0, -1].argmax())
                 if nxt == eos:
                     break
-                ids = torch.cat([ids, torch.tensor([nxt])])
+                ids = torch.cat([ids, torch.tensor([nxt], device=ids.device)])
             text = self.tokenizer.decode(prompt.tolist())
             out.append({"prompt": text, "generated_text": text + self.tokenizer.decode(ids[len(prompt):].tolist())})
         return out
@@ -154,7 +154,8 @@ class CausalLMTask(Task):
     def loss(self, outputs, batch):
         # next-token prediction: position t predicts token t+1
         logits = outputs[:, :-1].reshape(-1, outputs.shape[-1])
-        return nn.functional.cross_entropy(logits, batch["labels"][:, 1:].reshape(-1), ignore_index=-100)
+        return nn.functional.cross_entropy(logits, batch["labels"][:, 1:].reshape(-1).to(outputs.device),
+                                           ignore_index=-100)
 
     def model_config(self):
         if self._pretrained:

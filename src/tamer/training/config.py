@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import check, field
+from ..device import DEVICE_HELP, PRECISION_HELP, valid_device_name
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class TrainConfig:
     timeout: float = field(300.0, "seconds a process waits for a missing peer before the job fails")
     augment: str | None = field(None, "on-the-fly augmentation: 'default' or NAME=STRENGTH,... (images: flip, rotate, scale, "
                                       "translate; text: delete, swap, char)")
+    device: str = field("auto", DEVICE_HELP + "; under torchrun each rank takes its local GPU")
+    precision: Literal["fp32", "bf16", "fp16"] = field("fp32", PRECISION_HELP)
+    activation_checkpointing: bool = field(False, "recompute each transformer block's activations in the backward "
+                                                  "pass instead of keeping them (less memory, ~1/3 more compute)")
+    offload: bool = field(False, "keep FSDP2's parameter shards, gradients and optimizer state in CPU memory "
+                                 "(--strategy fsdp on GPUs)")
 
     def __post_init__(self):
         check(self.epochs is None or self.epochs >= 1, f"--epochs {self.epochs} is out of range; use a whole number >= 1.")
@@ -59,6 +66,9 @@ class TrainConfig:
             from .augment import parse_augment
 
             parse_augment(self.augment)  # raises ValueError naming the bad part
+        check(valid_device_name(self.device), f"--device {self.device!r} is not accepted; use {DEVICE_HELP}.")
+        check(not self.offload or self.strategy == "fsdp", "--offload moves FSDP2's shards to CPU memory, so it "
+              "needs --strategy fsdp (and several processes on GPUs); drop --offload or add --strategy fsdp.")
         check(self.eval_batch_size >= 1, f"--eval-batch-size {self.eval_batch_size} is out of range; use a whole number >= 1.")
 
 

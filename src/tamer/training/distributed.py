@@ -10,6 +10,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..device import DTYPES, resolve_device
+from ..errors import UsageError
+from .memory import checkpoint_blocks
+
 
 @dataclass(frozen=True)
 class World:
@@ -34,15 +38,19 @@ def under_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def join(timeout_s: float) -> World:
-    """Join (or reuse) the process group torchrun describes: gloo on CPU, nccl on CUDA. One process: no group."""
+def join(timeout_s: float, device: str = "auto") -> World:
+    """Join (or reuse) the process group torchrun describes: gloo on CPU, nccl on CUDA (each rank its local GPU).
+    One process: no group, on `device` (tamer.device.resolve_device: auto is CUDA when present)."""
+    where = resolve_device(device)
     if not under_torchrun():
-        return World()
+        return World(device=where)
+    if where.type == "mps":
+        raise UsageError("--device mps trains in one process; drop --nproc or use --device cpu.")
     rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     local_size = int(os.environ.get("LOCAL_WORLD_SIZE", size))
     restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0))
-    if torch.cuda.is_available():
+    if where.type == "cuda":
         torch.cuda.set_device(local_rank)
         device, backend = torch.device("cuda", local_rank), "nccl"
     else:
@@ -85,17 +93,31 @@ def blocks(model: nn.Module) -> list[nn.Module]:
     return [c for c in model.children() if any(True for _ in c.parameters())]
 
 
-def wrap(model: nn.Module, strategy: str, world: World) -> nn.Module:
-    """DDP (every rank holds everything) or FSDP2 (each block's parameters, gradients and optimizer state sharded)."""
-    model.to(world.device)
+def wrap(model: nn.Module, strategy: str, world: World, precision: str = "fp32", checkpointing: bool = False,
+         offload: bool = False) -> nn.Module:
+    """DDP (every rank holds everything) or FSDP2 (each block's parameters, gradients and optimizer state sharded),
+    after activation checkpointing of the transformer blocks when asked. On GPUs FSDP2 runs at `precision` through
+    its MixedPrecisionPolicy (fp32 master weights and gradient reduction) and, with `offload`, keeps shards, gradients
+    and optimizer state in CPU memory (CPUOffloadPolicy)."""
+    sharded = world.distributed and strategy == "fsdp"
+    if offload and not (sharded and world.device.type == "cuda"):
+        where = "one process" if not world.distributed else f"--strategy {strategy} on {world.device.type}"
+        raise UsageError(f"--offload moves FSDP2's GPU shards to CPU memory, but this run trains with {where}; use "
+                         f"--strategy fsdp with --nproc >= 2 on GPUs, or drop --offload.")
+    if checkpointing:
+        checkpoint_blocks(model)
+    if not offload:
+        model.to(world.device)
     if not world.distributed:
         return model
     if strategy == "fsdp":
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+        from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
         extra = {}
-        if world.device.type == "cuda":  # bf16 compute, fp32 gradient reduction and master weights
-            extra["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        if world.device.type == "cuda" and precision != "fp32":  # low-precision compute, fp32 reduction and master weights
+            extra["mp_policy"] = MixedPrecisionPolicy(param_dtype=DTYPES[precision], reduce_dtype=torch.float32)
+        if offload:
+            extra["offload_policy"] = CPUOffloadPolicy()
         for block in blocks(model):
             fully_shard(block, **extra)
         return fully_shard(model, **extra)

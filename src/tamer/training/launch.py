@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifact import Artifact
+from ..device import resolve_device
 from ..errors import JobFailed, UsageError
 from ..tasks import Task, get_task_class
 from .config import TrainConfig
@@ -90,6 +91,7 @@ def interface_of(address: str) -> str | None:
 
 def launch(task: Task, config: TrainConfig, out: Path, show_progress: bool = True) -> Artifact | None:
     """Run torchrun and wait; the artifact rank 0 wrote, or None when it was written on another machine."""
+    resolve_device(config.device)  # an explicit device this machine lacks is refused before any worker starts
     command = torchrun_command(task, config, out, show_progress)
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // config.nproc))}
     if config.nnodes > 1 and "GLOO_SOCKET_IFNAME" not in env:

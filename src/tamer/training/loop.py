@@ -15,6 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..artifact import Artifact, save_artifact
+from ..cost import active as active_meter
+from ..cost import peak_rss_bytes
+from ..device import check_precision, grad_scaler, place_model, placed
 from ..errors import DataError, UsageError, refuse_existing
 from ..loop import Callback, Loop, Piece, ProgressBar, Where, task_loss
 from ..tasks.base import Splits, Task
@@ -128,6 +131,7 @@ class Fitted:
     epoch_seconds: list[float]
     world_size: int = 1
     replica_spread: float = 0.0  # DDP: largest difference of a weight checksum between ranks (0 = identical)
+    device: torch.device = torch.device("cpu")  # where rank 0 trained
 
 
 @dataclass(frozen=True)
@@ -192,7 +196,11 @@ def fit(task: Task, splits: Splits, config: TrainConfig, checkpoint_dir: Path | 
         if len(getattr(splits, part)) == 0:
             raise DataError(f"the {part} split is empty; give more data or change the split fractions.")
     config = resolve(config, task)
-    world = world or join(config.timeout)
+    world = world or join(config.timeout, config.device)
+    check_precision(config.precision, world.device)
+    if config.precision == "fp16" and world.distributed and config.strategy == "fsdp":
+        raise UsageError("--precision fp16 with --strategy fsdp is not supported (its gradient scaler would decide "
+                         "per shard whether to skip a step); use --precision bf16 with FSDP2.")
     parts = world.size * config.accumulate
     if config.batch_size < parts:
         raise UsageError(f"--batch-size {config.batch_size} is too small for {world.size} process(es) x --accumulate "
@@ -222,7 +230,7 @@ def fit(task: Task, splits: Splits, config: TrainConfig, checkpoint_dir: Path | 
     if augment is not None:
         transforms.append(lambda batch, at: augment(batch, step_seed(config.seed, at.epoch, at.step),
                                                     at.piece.offset, at.piece.total))
-    transforms.append(lambda batch, at: {k: v.to(world.device) for k, v in batch.items()})
+    transforms.append(lambda batch, at: task.to_device(batch, world.device))
 
     def seed_dropout(batch: dict, at: Where) -> dict:
         seed_device(step_seed(config.seed, at.epoch, at.step, world.rank, at.piece.micro), world.device)
@@ -234,8 +242,11 @@ def fit(task: Task, splits: Splits, config: TrainConfig, checkpoint_dir: Path | 
     if start is not None:
         first.load_state_dict(start.state)
     loop = Loop(first, lambda model: make_optimizer(model, config), pieces,
-                task_loss(task), config.epochs, wrappers=[lambda m, o, d: (wrap(m, config.strategy, world), o, d)],
-                transforms=transforms, reduce=lambda *values: sum_all(world, *values)).prepare()
+                task_loss(task), config.epochs,
+                wrappers=[lambda m, o, d: (wrap(m, config.strategy, world, config.precision, config.activation_checkpointing,
+                                                config.offload), o, d)],
+                transforms=transforms, reduce=lambda *values: sum_all(world, *values),
+                scaler=grad_scaler(config.precision, world.device)).prepare()
     model, optimizer = loop.model, loop.optimizer
     loop.sync = lambda last: gradient_sync(model, last)
     if config.l1:
@@ -260,7 +271,8 @@ def fit(task: Task, splits: Splits, config: TrainConfig, checkpoint_dir: Path | 
         job = bar.add_task("train", total=steps_per_epoch * (config.epochs - s.epoch + 1) - s.step)
         loop.callbacks = [best, ProgressBar(bar, job, lambda s: f"epoch {s.epoch}/{config.epochs} loss "
                                                                f"{s.pending_loss / max(s.pending_count, 1):.4f}")]
-        loop.run()
+        with placed(world.device, config.precision):  # Task.forward autocasts at the run's precision
+            loop.run()
     spread, epoch_seconds = best.spread, best.epoch_seconds
     seconds = time.perf_counter() - started
     stopped_early = len(s.history) < config.epochs
@@ -270,7 +282,7 @@ def fit(task: Task, splits: Splits, config: TrainConfig, checkpoint_dir: Path | 
         final.load_state_dict(s.best_state)
         final.eval()
     return Fitted(final, s.history, s.best_epoch, stopped_early, seconds, s.seen / max(seconds, 1e-9), epoch_seconds,
-                  world.size, spread)
+                  world.size, spread, world.device)
 
 
 def train(task: Task, config: TrainConfig, out: str | Path, show_progress: bool = True) -> Artifact | None:
@@ -284,7 +296,7 @@ def train(task: Task, config: TrainConfig, out: str | Path, show_progress: bool 
         from .launch import launch
 
         return launch(task, config, out, show_progress)
-    world = join(config.timeout)
+    world = join(config.timeout, config.device)
     try:
         out = Path(agree(world, str(out)))  # ranks may each have made up a default --out; rank 0's wins
         resolved = resolve(config, task)
@@ -293,7 +305,8 @@ def train(task: Task, config: TrainConfig, out: str | Path, show_progress: bool 
         fitted = fit(task, splits, config, ckpt, show_progress, world)
         artifact = None
         if world.main:
-            artifact = _write(task, resolved, splits, fitted, out)
+            with placed(world.device, resolved.precision):  # the test split at the device and precision trained at
+                artifact = _write(task, resolved, splits, fitted, out)
             if not config.checkpoint_dir:  # the default checkpoint folder has served its purpose
                 shutil.rmtree(ckpt, ignore_errors=True)
         barrier(world)
@@ -314,8 +327,12 @@ def written_by_rank0(out: Path, manifest: dict) -> Artifact:
 
 
 def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, out: Path) -> Artifact:
-    test = task.evaluate(fitted.model, splits.test, resolved.eval_batch_size)
-    launch_only = ("checkpoint_dir", "resume", "nnodes", "node_rank", "rdzv", "max_restarts", "timeout")
+    test = task.evaluate(place_model(fitted.model), splits.test, resolved.eval_batch_size)
+    fitted.model.cpu()
+    # how a run was placed does not change its weights' recipe (precision does): kept under `run`, outside the id
+    launch_only = ("checkpoint_dir", "resume", "nnodes", "node_rank", "rdzv", "max_restarts", "timeout", "device",
+                   "activation_checkpointing", "offload")
+    meter = active_meter()
     options = {k: v for k, v in dataclasses.asdict(resolved).items() if k not in launch_only}
     return save_artifact(
         out, fitted.model.state_dict(), task=task.to_manifest(), model_config=task.model_config(), verb="train",
@@ -326,5 +343,10 @@ def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, ou
                "run": {"seconds": fitted.seconds, "examples_per_second": fitted.examples_per_second,
                        "epoch_seconds": fitted.epoch_seconds, "world_size": fitted.world_size,
                        "strategy": resolved.strategy if fitted.world_size > 1 else "single",
-                       "replica_spread": fitted.replica_spread, "data_files": task.data_files}},
+                       "replica_spread": fitted.replica_spread, "data_files": task.data_files,
+                       "device": str(fitted.device), "activation_checkpointing": resolved.activation_checkpointing,
+                       "offload": resolved.offload, "flops_per_example": dict(meter.flops) if meter else {},
+                       "peak_rss_bytes": peak_rss_bytes(),  # rank 0's process, since its meter opened
+                       "peak_accelerator_bytes": (torch.cuda.max_memory_allocated(fitted.device)
+                                                  if fitted.device.type == "cuda" else None)}},
     )

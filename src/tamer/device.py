@@ -1,0 +1,145 @@
+"""Where a verb runs and in what precision: `--device auto|cpu|cuda|cuda:N|mps`, `--precision fp32|bf16|fp16`.
+
+One resolution function (`resolve_device`), one placement per verb (`placed`, a context the api opens around the
+verb), and one autocast (`autocast`). The model is moved when an artifact loads it (`place_model`); batches follow
+the model's device in `Task.to_device`, never in each caller.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass, field
+from typing import Iterator, Literal
+
+import torch
+from torch import nn
+
+from .config import check
+from .config import field as option
+from .errors import UsageError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps"
+PRECISION_HELP = "fp32, bf16 (autocast; CPU too) or fp16 (autocast with a gradient scaler; CUDA only)"
+_USE = f"use {DEVICE_HELP}"
+
+
+def valid_device_name(spec: str) -> bool:
+    """The syntax alone (availability is checked by `resolve_device` where the verb runs)."""
+    head, _, index = str(spec).partition(":")
+    if head == "cuda" and index:
+        return index.isdigit()
+    return spec in ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """`auto` -> cuda when present, else cpu; an explicit device that this machine lacks is a UsageError."""
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    spec = "auto" if spec is None else str(spec).strip()
+    if not valid_device_name(spec):
+        raise UsageError(f"--device {spec!r} is not accepted; {_USE}.")
+    if spec == "auto":
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {spec} asks for CUDA, but this machine has no CUDA device (or this torch build "
+                             f"has no CUDA); use --device cpu or auto.")
+        index = int(spec.partition(":")[2] or torch.cuda.current_device())
+        if index >= torch.cuda.device_count():
+            raise UsageError(f"--device {spec} names GPU {index}, but this machine has {torch.cuda.device_count()} "
+                             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}).")
+        return torch.device("cuda", index)
+    if spec == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("--device mps asks for Apple's Metal GPU, which this machine does not have; use --device cpu or auto.")
+    return torch.device(spec)
+
+
+def check_precision(precision: str, device: torch.device) -> str:
+    """`precision` if `device` runs it; fp16 autocast is a CUDA feature (on CPU it would be slow and unscaled)."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r} is not accepted; use {', '.join(PRECISIONS)}.")
+    if precision == "fp16" and device.type != "cuda":
+        raise UsageError(f"--precision fp16 needs a CUDA device (it runs on {device.type} here); use bf16, which CPUs "
+                         f"run under autocast, or fp32.")
+    return precision
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The device and precision a verb runs at, and what it had to give up there (`notes`, for the report)."""
+
+    device: torch.device = torch.device("cpu")
+    precision: str = "fp32"
+    notes: list[str] = field(default_factory=list)
+
+    def record(self) -> dict:
+        return {"device": str(self.device), "precision": self.precision, "notes": list(self.notes)}
+
+
+_CURRENT: contextvars.ContextVar[Placement | None] = contextvars.ContextVar("tamer_placement", default=None)
+
+
+def current() -> Placement:
+    """The placement of the verb running now; CPU and fp32 outside any (a capability called directly)."""
+    return _CURRENT.get() or Placement()
+
+
+@contextlib.contextmanager
+def placed(device: str | torch.device | None = "auto", precision: str = "fp32") -> Iterator[Placement]:
+    """Run what is inside on `device` at `precision` (resolved and checked here, one sentence when refused)."""
+    where = resolve_device(device)
+    token = _CURRENT.set(Placement(where, check_precision(precision, where)))
+    try:
+        yield _CURRENT.get()
+    finally:
+        _CURRENT.reset(token)
+
+
+def note(text: str) -> None:
+    """Tell the report of the verb running now something about where it ran (a layer dequantized, ...)."""
+    placement = _CURRENT.get()
+    if placement is not None and text not in placement.notes:
+        placement.notes.append(text)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where `model`'s weights are: its first parameter's or buffer's device (cpu for a model with neither)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def place_model(model: nn.Module) -> nn.Module:
+    """`model` moved to the current placement's device (a no-op on CPU, where models are built)."""
+    device = current().device
+    return model if model_device(model) == device else model.to(device)
+
+
+def autocast(device: torch.device, precision: str | None = None):
+    """torch.autocast at `precision` (the current placement's when None) on `device`; nothing for fp32."""
+    precision = precision or current().precision
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+
+
+def grad_scaler(precision: str, device: torch.device):
+    """A gradient scaler for fp16 (small gradients would underflow to zero), None otherwise."""
+    if precision != "fp16":
+        return None
+    return torch.amp.GradScaler(device.type)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """--device and --precision for the verbs that run a model (train carries the same two in TrainConfig)."""
+
+    device: str = option("auto", DEVICE_HELP)
+    precision: Literal["fp32", "bf16", "fp16"] = option("fp32", PRECISION_HELP)
+
+    def __post_init__(self):
+        check(valid_device_name(self.device), f"--device {self.device!r} is not accepted; {_USE}.")

@@ -1,0 +1,21 @@
+"""Activation checkpointing under FSDP2 on 2 ranks (torchrun, gloo on the CPU): applied per block before sharding, it
+leaves the trained weights exactly as without it."""
+import pytest
+
+import tamer
+
+
+@pytest.mark.slow
+def test_fsdp_with_activation_checkpointing_trains_the_same_model(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog {i % 7} times.\n"
+                              for i in range(300)))
+    common = dict(data=str(corpus), model="tiny", block_size=32, epochs=1, nproc=2, strategy="fsdp", device="cpu",
+                  batch_size=8, progress=False)
+    plain = tamer.train("causal-lm", out=tmp_path / "plain", **common)
+    checked = tamer.train("causal-lm", out=tmp_path / "checked", activation_checkpointing=True, **common)
+    assert checked.manifest["run"]["activation_checkpointing"] is True
+    assert checked.manifest["run"]["world_size"] == 2 and checked.manifest["run"]["strategy"] == "fsdp"
+    assert checked.id == plain.id
+    assert checked.report.cost["cpu_s_children"] > 0  # the workers' CPU time is counted
+    assert checked.report.cost["flops_per_example"]["train_step"] > 0  # counted in the workers
