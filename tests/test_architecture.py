@@ -12,7 +12,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "tamer"
 CORE = {"artifact", "tasks", "report", "loop", "config", "errors", "progress", "version"}
 CAPABILITIES = {"training", "compression", "protection", "explanation", "robustness", "maintenance", "serving"}
 FACE = {"api", "pipeline", "stages", "cli", "cli_robustness", "__main__", ""}  # "" is tamer/__init__.py
-OWNERS = {"captum": {"tamer.explanation.attribute"}, "opacus": {"tamer.protection.privacy"}}
+OWNERS = {"captum": {"tamer.explanation.attribute"}, "opacus": {"tamer.protection.privacy"},
+          "jieba": {"tamer.protection.names_zh"}, "probablepeople": {"tamer.protection.names_en"},
+          "usaddress": {"tamer.protection.names_en"}}
 # torch documents Inductor's settings at this path (torch.compile's `options` did not reach freezing in torch 2.13)
 DOCUMENTED_PRIVATE = {"torch._inductor.config"}
 MAX_LINES = 420  # "split when a file needs a table of contents (about 400 lines)"

@@ -14,12 +14,13 @@ postcode and town after it; US military addresses (PSC / Unit / USS ..., APO / F
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 Span = tuple[int, int]
 
 _LOWER = "a-zäöüßéèêëáàâãóòôõíìîïúùûçñøåæ'’"
 _WORD = rf"[A-ZÄÖÜÉÅØ][{_LOWER}]{{1,24}}(?:-[A-ZÄÖÜ][{_LOWER}]{{1,24}}){{0,2}}"
-_PARTICLE = r"(?:von|van|de|der|den|zu|di|da|del|la|le|ten|ter|vom|zum|du|dos|das|Mc|Mac|O')"
+_PARTICLE = r"(?:von der|von den|van der|van den|von|van|de|zu|di|da|del|la|le|ten|ter|du|dos)"  # not articles: "den Vertrag"
 # up to four capitalised words or initials, not glued to a word before or after (bounded: constant work per start)
 _RUN = re.compile(rf"(?<![\w.'’-])(?:{_WORD}|[A-Z]\.)(?:\s(?:{_PARTICLE}\s){{0,2}}(?:{_WORD}|[A-Z]\.)){{0,3}}"
                   rf"(?:\s(?:II|III|IV|Jr\.|Sr\.))?(?![\w'’-])")
@@ -130,8 +131,9 @@ def persons(text: str, de: bool = False) -> list[Span]:
         while lead < len(tokens) and tokens[lead].group() in COMMON:
             lead += 1
         sentence_start = re.search(r"(?:^|[.!?:]\s{1,3})$", before) is not None
-        if lead == 0 and sentence_start and len(tokens) >= 3 and not _given(tokens[0].group()):
-            lead = 1  # its capital says nothing: Yesterday / Could / Kann / Unterschrieben + a name
+        if lead == 0 and len(tokens) >= 3 and not _given(tokens[0].group()) and (
+                sentence_start or m.group()[tokens[0].end():tokens[1].start()].strip()):
+            lead = 1  # its capital says nothing: Yesterday / Could / Kann + a name; nor a noun before "von": Brief von
         names = tokens[lead:]
         cue = _CUE_BEFORE.search(text[max(0, start - 40):start + (names[0].start() if names else 0)])
         if names and cue is not None and _STRONG_CUES.search(cue.group()):
@@ -189,14 +191,55 @@ _DE_TOWN = re.compile(r",?\s{1,3}(?:D-)?\d{5}\s[A-ZÄÖÜ][\w.-]{1,40}(?:\s(?:am
 _TOWN_TWO = re.compile(r"\s[A-ZÄÖÜ][\w.-]{1,40}")
 
 
+# USPS Publication 28, appendix C1: street suffixes, written out and abbreviated
+_USPS = set("""ALLEY ALY ANNEX ANX ARCADE ARC AVENUE AVE AV BAYOU BYU BEACH BCH BEND BND BLUFF BLUFFS BLF BOTTOM BTM
+BOULEVARD BLVD BRANCH BR BRIDGE BRG BROOK BROOKS BRK BURG BURGS BG BYPASS BYP CAMP CP CANYON CYN CAPE CPE CAUSEWAY CSWY
+CENTER CENTERS CTR CIRCLE CIRCLES CIR CLIFF CLIFFS CLF CLUB CLB COMMON COMMONS CMN CORNER CORNERS COR COURSE CRSE COURT
+COURTS CT CTS COVE COVES CV CREEK CRK CRESCENT CRES CREST CRST CROSSING XING CROSSROAD CROSSROADS XRD CURVE CURV DALE DL
+DAM DM DIVIDE DV DRIVE DRIVES DR DRS ESTATE ESTATES EST ESTS EXPRESSWAY EXPY EXTENSION EXTENSIONS EXT FALL FALLS FLS
+FERRY FRY FIELD FIELDS FLD FLDS FLAT FLATS FLT FORD FORDS FRD FOREST FRST FORGE FORGES FRG FORK FORKS FRK FORT FT
+FREEWAY FWY GARDEN GARDENS GDN GDNS GATEWAY GTWY GLEN GLENS GLN GREEN GREENS GRN GROVE GROVES GRV HARBOR HARBORS HBR
+HAVEN HVN HEIGHTS HTS HIGHWAY HWY HILL HILLS HL HLS HOLLOW HOLW INLET INLT ISLAND ISLANDS IS ISS ISLE JUNCTION JUNCTIONS
+JCT JCTS KEY KEYS KY KNOLL KNOLLS KNL LAKE LAKES LK LKS LAND LANDING LNDG LANE LN LIGHT LIGHTS LGT LOAF LF LOCK LOCKS
+LCK LCKS LODGE LDG LOOP MALL MANOR MANORS MNR MEADOW MEADOWS MDW MDWS MEWS MILL MILLS ML MLS MISSION MSN MOTORWAY MTWY
+MOUNT MT MOUNTAIN MOUNTAINS MTN NECK NCK ORCHARD ORCH OVAL OVERPASS OPAS PARK PARKS PARKWAY PARKWAYS PKWY PASS PASSAGE
+PSGE PATH PIKE PINE PINES PNE PLACE PL PLAIN PLAINS PLN PLAZA PLZ POINT POINTS PT PTS PORT PORTS PRT PRAIRIE PR RADIAL
+RADL RAMP RANCH RNCH RAPID RAPIDS RPD REST RST RIDGE RIDGES RDG RIVER RIV ROAD ROADS RD RDS ROUTE RTE ROW RUE RUN SHOAL
+SHOALS SHL SHORE SHORES SHR SKYWAY SKWY SPRING SPRINGS SPG SPUR SPURS SQUARE SQUARES SQ STATION STA STRAVENUE STRA
+STREAM STRM STREET STREETS ST STS SUMMIT SMT TERRACE TER THROUGHWAY TRWY TRACE TRCE TRACK TRAK TRAFFICWAY TRFY TRAIL
+TRAILS TRL TRAILER TRLR TUNNEL TUNL TURNPIKE TPKE UNDERPASS UPAS UNION UNIONS UN VALLEY VALLEYS VLY VIADUCT VIA VIEW
+VIEWS VW VILLAGE VILLAGES VLG VILLE VL VISTA VIS WALK WALKS WALL WAY WAYS WY WELL WELLS WL APT SUITE STE UNIT""".split())
+_STATE_ZIP = re.compile(r"\b[A-Z]{2},?\s\d{5}(?:-\d{4})?(?![\w-])")
+_CRF_EVERY = 128  # at most one usaddress call per this many characters of a line (and 8 more): bounded work
+
+
+def _worth_parsing(text: str, start: int) -> int:
+    """0 if nothing after the house number looks like a street (a USPS suffix within six words, or a state and ZIP
+    code within 100 characters); else the end of the first suffix word found (the fallback span's end)."""
+    for k, t in enumerate(_ADDRESS_TOKEN.finditer(text, start, min(len(text), start + 100))):
+        if k > 6:
+            break
+        if k and t.group().rstrip(".,").upper() in _USPS and t.group()[0].isupper():
+            return t.start() + len(t.group().rstrip(".,"))
+    zip_code = _STATE_ZIP.search(text, start, min(len(text), start + 100))
+    return zip_code.end() if zip_code else 0
+
+
 def addresses(text: str, de: bool = False) -> list[Span]:
     """Spans of US (and, with `de`, German) postal addresses in `text`."""
     out: list[Span] = [m.span() for m in _MILITARY.finditer(text)]
-    last = 0
+    last, budget = 0, 8 + len(text) // _CRF_EVERY
     for m in _US_ANCHOR.finditer(text):
         if m.start() < last:
             continue
-        span = _us_address(text, m.start())
+        end = _worth_parsing(text, m.start())
+        if not end:
+            continue
+        if budget > 0:  # the CRF decides; past the budget (a line made of addresses) the anchor's span is taken
+            budget -= 1
+            span = _us_address(text, m.start())
+        else:
+            span = (m.start(), end)
         if span:
             out.append(span)
             last = span[1]
@@ -205,15 +248,20 @@ def addresses(text: str, de: bool = False) -> list[Span]:
     return out
 
 
-def _us_address(text: str, start: int) -> Span | None:
+@lru_cache(maxsize=4096)
+def _labels(window: str) -> tuple[str, ...]:
     import usaddress
 
-    window = text[start:start + 160]
-    tokens = [(t.start(), t.end()) for t in _ADDRESS_TOKEN.finditer(window)]
     try:
-        labels = [label for _, label in usaddress.parse(window)]
+        return tuple(label for _, label in usaddress.parse(window))
     except Exception:  # usaddress raises on some inputs it cannot tokenise; no address then
-        return None
+        return ()
+
+
+def _us_address(text: str, start: int) -> Span | None:
+    window = text[start:start + 120]
+    tokens = [(t.start(), t.end()) for t in _ADDRESS_TOKEN.finditer(window)]
+    labels = _labels(window)
     if len(labels) != len(tokens) or not labels or labels[0] != "AddressNumber":
         return None
     end, seen = 0, set()

@@ -30,9 +30,9 @@ SURNAMES = set(
     "蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂"
     "全佟应臧闵苟邬边卞姬师仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩佘池查麻苑迟邝封谈匡鞠惠荆乐冀郁胥班储栗燕楚鄢劳谌"
     "奚皮粟冼蔺楼闻厉伊仝郜阚权帅屠朴练廉禹井祖漆巴丰支卿狄计索宣晋初扈晁芮普阙浦戈伏鹿薄邸雍辜羊乌母裘亓修邰赫"
-    "阎赖官邝巫杭况宿鲜印逯隆茹诸慕危亢嵇湛宾戎勾茅揭尉冶斯束檀阴昝智奉植衡富尧")
+    "阎赖邝巫杭况宿鲜印逯隆茹诸慕危亢嵇湛宾戎勾茅揭尉冶斯束檀阴昝智奉植衡富尧")
 # characters that are surnames but far more often ordinary words: taken as a surname only beside a cue or a title
-CUED_SURNAMES = set("明和时平国海花云相位门强原来信利都文万成向安")
+CUED_SURNAMES = set("官明和时平国海花云相位门强原来信利都文万成向安")
 COMPOUND_SURNAMES = {"欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文", "司徒",
                      "令狐", "夏侯", "轩辕", "端木", "独孤", "南宫", "西门", "呼延", "澹台", "申屠", "钟离", "闻人"}
 TITLES = ("先生", "女士", "小姐", "老师", "经理", "同学", "医生", "大夫", "教授", "律师", "主任", "总监", "师傅",
@@ -61,6 +61,7 @@ _ALNUM = re.compile(r"[A-Za-z0-9]{1,8}(?:-[A-Za-z0-9]{1,6})?")
 # a clause is cut only if it holds one of these (a surname, an address character, a cue's first character)
 _GATE = re.compile("[" + "".join(sorted(SURNAMES | {s[0] for s in COMPOUND_SURNAMES} | set("省市区县镇乡路街巷号栋室")
                                         | {c[0] for c in CUES | ADDRESS_CUES})) + "]")
+_POSTCODE = re.compile(r"\s?\d{6}(?!\d)")
 _lock = threading.Lock()
 _state: dict = {}
 
@@ -90,11 +91,24 @@ def _jieba():
     return _state["tokenize"], _state["tags"], _state["freq"]
 
 
-@lru_cache(maxsize=16384)
 def segment(clause: str) -> tuple[tuple[str, str, int], ...]:
-    """(word, tag, start) for each word of `clause`; tag '?' for a word jieba's dictionary does not hold."""
+    """(word, tag, start) for each word of `clause`; tag '?' for a word jieba's dictionary does not hold.
+    Clauses of a usual length are cached (the person and the address finder read the same cut); a clause longer
+    than any sentence (a line with no full stop) is cut without the HMM, which halves jieba's time there."""
+    if len(clause) <= _LONG:
+        return _segment_cached(clause)
+    if _state.get("long", (None,))[0] != clause:
+        _state["long"] = (clause, _segment(clause, hmm=False))
+    return _state["long"][1]
+
+
+def _segment(clause: str, hmm: bool = True) -> tuple[tuple[str, str, int], ...]:
     tokenize, tags, freq = _jieba()
-    return tuple((w, tags.get(w, "?") if freq.get(w) else "?", a) for w, a, _ in tokenize(clause))
+    return tuple((w, tags.get(w, "?") if freq.get(w) else "?", a) for w, a, _ in tokenize(clause, HMM=hmm))
+
+
+_LONG = 512
+_segment_cached = lru_cache(maxsize=16384)(_segment)
 
 
 def _surname_len(word: str, cued: bool = False) -> int:
@@ -114,6 +128,8 @@ def _given_like(word: str, tag: str) -> bool:
 
 def _title_prefix(word: str) -> int:
     """Length of the name in a word written as name + title (王先生, 李小红女士), or 0."""
+    if len(word) < 3 or not word.endswith(TITLES):
+        return 0
     for title in TITLES:
         if word.endswith(title) and len(word) > len(title):
             name = word[: -len(title)]
@@ -239,6 +255,9 @@ def _merged(words):
     return out
 
 
+_MAX_WORDS = 30  # no address is longer; it bounds the work from any one start
+
+
 def _addresses_in(clause: str, words) -> list[Span]:
     words = _merged(words)
     out: list[Span] = []
@@ -249,8 +268,10 @@ def _addresses_in(clause: str, words) -> list[Span]:
             i += 1
             continue
         first, last, kinds, glue, j = i, i, [roles[i]], 0, i + 1
-        while j < n:
+        while j < n and j - first < _MAX_WORDS:
             word, r = words[j][0], roles[j]
+            if r in ("P", "A") and any(k in "SDU" for k in kinds) or r == "S" and any(k in "DU" for k in kinds):
+                break  # a larger division after a street or a number starts the next address
             if r == "D" and j + 1 < n and roles[j + 1] == "U" or r == "U" \
                     or r in ("P", "A", "S", "B") or r == "D" and word.isdigit() is False and kinds[-1] in "SBU":
                 kinds.append(r)
@@ -269,7 +290,7 @@ def _addresses_in(clause: str, words) -> list[Span]:
         cued = first > 0 and (words[first - 1][0] in ADDRESS_CUES or words[first - 1][0].endswith(("地址", "住址")))
         if ("S" in kinds or "U" in kinds) and len(parts) >= 2 or cued and len(parts) >= 2:
             start, end = words[first][2], words[last][2] + len(words[last][0])
-            post = re.compile(r"\s?\d{6}(?!\d)").match(clause, end)
+            post = _POSTCODE.match(clause, end)
             out.append((start, post.end() if post else end))
             i = last + 1
         else:
