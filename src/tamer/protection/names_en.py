@@ -59,6 +59,11 @@ _DE_WORDS = re.compile(r"\b(?:der|die|das|und|ist|nicht|mit|ich|sie|hat|haben|bi
 _EN_WORDS = re.compile(r"\b(?:the|and|is|not|with|to|of|was|for|it|this|that|have|has|my|you|a|an|in|on|at|but)\b")
 TITLE_WORDS = {"Herr", "Herrn", "Frau", "Fräulein", "Sir", "Madam", "Dame", "Mister", "Miss", "Mrs", "Mr", "Ms", "Dr",
                "Prof", "Professor", "Doktor", "Doctor", "Lady", "Lord"}
+PLACES = set("""Bridge Tower Building Museum Airport Station School College University Hospital Hotel Restaurant Cafe
+Café Grill Steakhouse Pizza Pizzeria Kitchen Bakery Bay Beach Valley Canyon Island Mountain Stadium Arena Theater
+Theatre Street Avenue Road Boulevard Square Plaza Mall Center Centre Gate Falls Coffee Burger Sushi Chicken Taco Tacos
+Pho Casino Magazine Shop Store Market Bar Pub Inn Lodge Diner Deli Bistro Lounge Club Church Cathedral Temple Zoo
+Gallery Library Institute Airlines Motors Systems Labs Foods""".split())
 _LEGAL_END = re.compile(r"\s(?:Inc|Ltd|LLC|Corp|GmbH|AG|KG|Co|Company|Group|Bank|University|Hospital|Hotel)\b")
 
 
@@ -141,8 +146,9 @@ def persons(text: str, de: bool = False) -> list[Span]:
             continue
         while names and names[-1].group() in COMMON:  # "Anna Weber Thanks", "Joe said Monday"
             names.pop()
-        if len(names) < 2 or _LEGAL_END.match(text, m.end()):
-            continue
+        if len(names) < 2 or _LEGAL_END.match(text, m.end()) or names[-1].group() in PLACES \
+                or len(names) > 2 and names[-1].group().upper() in _USPS:
+            continue  # the Golden Gate Bridge, Heart Attack Grill: a place or a business, not a person
         first, last = names[0].group(), names[-1].group()
         if first.endswith(".") and len(first) == 2:  # J. Smith
             ok = _surname(last) and cue is not None

@@ -117,6 +117,15 @@ def _surname_len(word: str, cued: bool = False) -> int:
     return 1 if word[:1] in SURNAMES or cued and word[:1] in CUED_SURNAMES else 0
 
 
+def _rare(word: str) -> bool:
+    """A dictionary word jieba has seen seldom: its nr tag names someone (王小明) rather than a word it also tags nr
+    (黄金周, 张家界, 李子 are nr in jieba's dictionary too, and far more frequent)."""
+    return _jieba()[2].get(word, 0) <= _RARE
+
+
+_RARE = 50
+
+
 def _is_han(word: str) -> bool:
     return all("\u4e00" <= c <= "\u9fff" for c in word)
 
@@ -183,7 +192,7 @@ def _persons_in(words) -> list[Span]:
             # a whole word that starts with a surname: a name if jieba does not know it (an HMM new word) or tags
             # it as one of three characters, or if a cue or a title is beside it (李子 and 张开 are nr in jieba's
             # dictionary too, so a two-character nr word needs context)
-            if tag == "?" or (tag.startswith("nr") and len(word) >= 3) or cued or titled:
+            if tag == "?" or tag.startswith("nr") and len(word) >= 3 and _rare(word) or cued or titled:
                 span = (start, start + len(word))
                 if len(word) == sl + 1 and _given_like(nxt, ntag) and len(nxt) == 1 and ntag == "?":
                     span = (start, start + len(word) + 1)  # 张 / 晓 / 明 cut too finely
@@ -192,7 +201,7 @@ def _persons_in(words) -> list[Span]:
                 span = (start, start + len(word))
         elif sl == len(word) and _given_like(nxt, ntag) and (not prev or prev[-1] not in "一二三四五六七八九十两几每这那第"):
             # a surname word followed by a given name cut off from it (唐 / 建华, 林 / 海燕)
-            if tag in ("nr", "ng", "j", "?", "nrfg", "nrt") or cued or titled or ntag in ("nr", "nz", "?"):
+            if tag in ("nr", "ng", "j", "?", "nrfg", "nrt") or cued or titled or ntag in ("nr", "nz", "?", "nrt", "nrfg"):
                 after = words[i + 2][0] if i + 2 < n else ""
                 if ntag in ("nr", "nz", "?", "n", "ng", "a", "nrfg", "nrt", "j") or cued or after in TITLES \
                         or tag == "nr":
@@ -278,7 +287,8 @@ def _addresses_in(clause: str, words) -> list[Span]:
                 last, glue = j, 0
             elif word in ("-", "—") and kinds[-1] in "DU" and j + 1 < n and roles[j + 1] == "D":
                 pass
-            elif r == "" and _is_han(word) and glue + len(word) <= 8 and word not in ADDRESS_CUES:
+            elif r == "" and _is_han(word) and glue + len(word) <= 8 and word not in ADDRESS_CUES \
+                    and word not in TITLES and not (len(word) == 1 and words[j][1] in _FUNCTION_TAGS):
                 glue += len(word)  # a name within the address (黄浦, 华星, 现代) held only if a division word follows
             else:
                 break
@@ -288,7 +298,9 @@ def _addresses_in(clause: str, words) -> list[Span]:
             kinds.append("D")
         parts = [k for k in kinds if k in "PASBU"]
         cued = first > 0 and (words[first - 1][0] in ADDRESS_CUES or words[first - 1][0].endswith(("地址", "住址")))
-        if ("S" in kinds or "U" in kinds) and len(parts) >= 2 or cued and len(parts) >= 2:
+        numbered = "U" in kinds or "D" in kinds  # a house number: a place to send a letter, not a street's name
+        divided = any(k in "PA" for k in kinds) and "S" in kinds and len(parts) >= 3
+        if len(parts) >= 2 and (numbered or divided or cued):
             start, end = words[first][2], words[last][2] + len(words[last][0])
             post = _POSTCODE.match(clause, end)
             out.append((start, post.end() if post else end))
