@@ -216,6 +216,7 @@ STREAM STRM STREET STREETS ST STS SUMMIT SMT TERRACE TER THROUGHWAY TRWY TRACE T
 TRAILS TRL TRAILER TRLR TUNNEL TUNL TURNPIKE TPKE UNDERPASS UPAS UNION UNIONS UN VALLEY VALLEYS VLY VIADUCT VIA VIEW
 VIEWS VW VILLAGE VILLAGES VLG VILLE VL VISTA VIS WALK WALKS WALL WAY WAYS WY WELL WELLS WL APT SUITE STE UNIT""".split())
 _STATE_ZIP = re.compile(r"\b[A-Z]{2},?\s\d{5}(?:-\d{4})?(?![\w-])")
+_TOWN_STATE_ZIP = re.compile(r"(?:,?\s[A-Z][A-Za-z.'-]{1,30}){0,3},?\s[A-Z]{2},?\s\d{5}(?:-\d{4})?(?![\w-])")
 _CRF_EVERY = 128  # at most one usaddress call per this many characters of a line (and 8 more): bounded work
 
 
@@ -245,7 +246,8 @@ def addresses(text: str, de: bool = False) -> list[Span]:
             budget -= 1
             span = _us_address(text, m.start())
         else:
-            span = (m.start(), end)
+            tail = _TOWN_STATE_ZIP.match(text, end)
+            span = (m.start(), tail.end() if tail else end)
         if span:
             out.append(span)
             last = span[1]
