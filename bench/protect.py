@@ -9,6 +9,8 @@
                MB on adversarial 1 MB lines (repeated IPv4, DE12 + letters, digit runs, e-mails, @, phones,
                full-width digits, ...); Presidio is not usable offline here (it needs a spaCy model that cannot
                be installed)
+  names        person and address (bench/protect_names.py): recall / precision per locale on held-out templates,
+               false masks on the sentiment sentences, lines/s with them on, Presidio over a blank spaCy pipeline
   privacy      DP-SGD (Opacus) on digits at epsilon 3, delta 1e-5: accuracy over three seeds, and time against the
                same model without DP, as the whole `tamer train` process and as loop against loop (best of 3,
                interleaved)
@@ -16,7 +18,7 @@
   dp_text      DP on the MiniLM sentiment model (yelp) at epsilon 8 against the non-private fine-tune, same seed; and
                the secure noise (SecureRandom: AES-CTR under OS entropy) against torch.normal for MiniLM's weight count
 
-    .venv/bin/python bench/protect.py [--quick] [--json] [--big-gb 2] [--only encryption,scrub,privacy,federated,dp_text]
+    .venv/bin/python bench/protect.py [--quick] [--json] [--big-gb 2] [--only encryption,scrub,names,privacy,federated,dp_text]
 """
 from __future__ import annotations
 
@@ -434,6 +436,10 @@ def table(r: dict) -> str:
         for kind, sec in s.get("adversarial_seconds_per_mb", {}).items():
             rows.append(f"| scrub s/MB, adversarial line `{kind}` ({s['adversarial_mb']} MB, all entities) | {sec} | | "
                         f"test bound 30 s |")
+    if "names" in r:
+        from protect_names import rows as name_rows
+
+        rows += name_rows(r["names"])
     if "privacy" in r:
         p = r["privacy"]
         seeds = ",".join(map(str, p["seeds"]))
@@ -462,7 +468,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--big-gb", type=float, default=2.0, help="size of the sparse file for the peak-memory run")
-    ap.add_argument("--only", default="encryption,scrub,privacy,federated,dp_text")
+    ap.add_argument("--only", default="encryption,scrub,names,privacy,federated,dp_text")
     args = ap.parse_args()
     parts = args.only.split(",")
     results = {}
@@ -470,6 +476,10 @@ def main() -> None:
         results["encryption"] = bench_encryption(64 if args.quick else 512, 0.25 if args.quick else args.big_gb)
     if "scrub" in parts:
         results["scrub"] = bench_scrub(30 if args.quick else 300, 0.1 if args.quick else 1.0)
+    if "names" in parts:
+        from protect_names import bench_names
+
+        results["names"] = bench_names(60 if args.quick else 300)
     if "privacy" in parts:
         results["privacy"] = bench_privacy(args.quick)
     if "federated" in parts:

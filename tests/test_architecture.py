@@ -16,7 +16,9 @@ FACE = {"api", "api_maintenance", "api_update", "pipeline", "stages", "cli", "cl
 OWNERS = {"captum": {"tamer.explanation.attribute"}, "opacus": {"tamer.protection.privacy"},
           "sqlalchemy": {"tamer.maintenance.database", "tamer.maintenance.schema", "tamer.maintenance.registry",
                          "tamer.maintenance.migrations."},
-          "alembic": {"tamer.maintenance.database", "tamer.maintenance.migrations."}}
+          "alembic": {"tamer.maintenance.database", "tamer.maintenance.migrations."},
+          "jieba": {"tamer.protection.names_zh"}, "probablepeople": {"tamer.protection.names_en"},
+          "usaddress": {"tamer.protection.names_en"}}
 # torch documents Inductor's settings at this path (torch.compile's `options` did not reach freezing in torch 2.13)
 DOCUMENTED_PRIVATE = {"torch._inductor.config"}
 MAX_LINES = 420  # "split when a file needs a table of contents (about 400 lines)"

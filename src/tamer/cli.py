@@ -145,7 +145,7 @@ _SUBCOMMANDS = {
     "federate": ("federated averaging over simulated clients (one process), optional client-level DP",
                  "FedAvg on TASK. Every option of the task (see `tamer tasks`) is accepted as --OPTION VALUE.",
                  _federate_arguments),
-    "scrub": ("replace PII (e-mail, phones, cards, IBAN, IDs, ...) in TXT/TSV/CSV/JSONL, streamed", None, _scrub_arguments),
+    "scrub": ("replace PII (names, addresses, e-mail, phones, cards, IDs, ...) in TXT/TSV/CSV/JSONL, streamed", None, _scrub_arguments),
     "run": ("run a recipe (default on digits: train -> evaluate -> explain -> compress -> encrypt, one HTML report)", None,
             _run_arguments),
     "compress": ("quantize (int8/int4), prune, distill or export ONNX; writes a child artifact",

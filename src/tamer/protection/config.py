@@ -47,7 +47,7 @@ class ScrubConfig:
     """What to find in text data and what to put in its place."""
 
     mode: Literal["mask", "redact", "hash", "pseudonymize"] = field("mask", "mask ([EMAIL]), redact (remove), hash (keyed digest, needs a key) or pseudonymize (keyed, reversible with the key)")
-    entities: tuple[str, ...] = field((), "entities to find, comma separated (default: all structured ones)")
+    entities: tuple[str, ...] = field((), "entities to find, comma separated (default: all; person and address need the ner extra)")
     lang: tuple[str, ...] = field(("en", "zh"), "languages whose context words are used (en, zh, de)")
     columns: tuple[str, ...] = field((), "CSV/TSV columns or JSONL fields to scrub (default: every text column)")
     key_file: str | None = field(None, "key file for hash / pseudonymize (and to encrypt the pseudonym mapping)")

@@ -7,9 +7,9 @@ patterns have bounded repetitions and anchor on the start of a run (a look-behin
 costs more than a constant; validators (checksums.py: python-stdnum, ipaddress, IDNA; phones.py: libphonenumber)
 decide, and a value that fails is left whole rather than cut to a part that passes. Overlaps are settled in
 priority order (checksum-validated detectors first, then by start and length) with one sweep over a bitmap of
-taken characters, and a candidate that overlaps a taken span is never validated. Person names are found only in
-context (an honorific, "my name is", 我叫, 姓名, ...), because no offline method finds bare names reliably; they are
-opt-in (`--entities person`).
+taken characters, and a candidate that overlaps a taken span is never validated. Person names and postal
+addresses (ner.py: jieba for Chinese, probablepeople and usaddress for English and German) come last, so a number
+already taken stays what it is; they are on by default when the `ner` extra is installed and off, said so, without.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator
 
 from ..errors import UsageError
 from .checksums import card_valid, cn_resident_id_valid, domain_valid, iban_length, iban_valid, ip_valid, us_ssn_valid
+from . import ner
 from .normalize import NormalizedText
 from .phones import home_regions, phone_valid
 
@@ -166,14 +167,6 @@ def _dates_of_birth(text, lang, taken):
                 yield m.span()
 
 
-_HONORIFIC = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Herr|Frau|Hr|Fr)\.?"
-_CAP = r"[A-ZÄÖÜ][a-zäöüß'’-]+(?:-[A-ZÄÖÜ][a-zäöüß]+)?"
-_NAME_EN = re.compile(rf"(?:\b{_HONORIFIC}\s+|\b(?:[Mm]y name is|[Nn]ame:|[Ii]ch heiße|[Ii]ch bin|[Mm]ein Name ist|[Ss]igned,?)\s+)"
-                      rf"({_CAP}(?:\s+(?:von |van |de )?{_CAP}){{0,2}})")
-_NAME_ZH = re.compile(r"(?:我叫|我是|姓名[:：]\s?|名字是|联系人[:：]?\s?)([\u4e00-\u9fff]{2,3})(?=[\s,，。;；、)）]|$|[^\u4e00-\u9fff])")
-_NAME_ZH_TITLE = re.compile(r"([\u4e00-\u9fff]{2,3})(?=先生|女士|小姐|老师|同学)")
-
-
 def _phones(text, lang, taken):
     """The whole run if it is one number. Otherwise the numbers in it, left to right, longest first (a run can list
     several, separated by spaces: 138 1234 5678 139 8765 4321); groups left between or around them join their
@@ -217,21 +210,13 @@ def _phones_in(text, tokens: list[Span], regions, whole: bool) -> Iterator[Span]
         yield tokens[first][0], tokens[last - 1][1]
 
 
-def _persons(text, lang, taken):
-    if "en" in lang or "de" in lang:
-        for m in _NAME_EN.finditer(text):
-            yield m.span(1)
-    if "zh" in lang:
-        for rx in (_NAME_ZH, _NAME_ZH_TITLE):
-            for m in rx.finditer(text):
-                yield m.span(1)
-
-
 def _digits_valid(check: Callable[[str], bool]):
     return lambda value, lang: check(value)
 
 
 _DIGIT = re.compile(r"[0-9]")
+_ADDRESS_GATE = re.compile(r"[0-9]|[\u4e00-\u9fff]")  # a house number, or Chinese text
+_PERSON_GATE = re.compile(r"[\u4e00-\u9fff]|(?-i:[A-Z\u00c0-\u00de][a-z\u00df-\u00ff])")  # Chinese, or a capitalised word
 DETECTORS: dict[str, Detector] = {d.entity: d for d in (
     # in priority order: a checksum-validated match wins an overlap
     Detector("cn_resident_id", "CN_ID", _regex(_CN_ID), _digits_valid(cn_resident_id_valid), needs=_DIGIT, min_len=18),
@@ -242,19 +227,30 @@ DETECTORS: dict[str, Detector] = {d.entity: d for d in (
     Detector("us_ssn", "SSN", _regex(_SSN), _digits_valid(us_ssn_valid), needs=_DIGIT, min_len=11),
     Detector("ip_address", "IP", _ips, _ip_valid, needs=re.compile(r"[0-9]\.|:"), min_len=3),
     Detector("date_of_birth", "DOB", _dates_of_birth, needs=_DIGIT, min_len=6),
+    Detector("address", "ADDRESS", ner.addresses, default=not ner.missing(), needs=_ADDRESS_GATE, min_len=6),
     Detector("phone", "PHONE", _phones, needs=_DIGIT, min_len=7),
-    Detector("person", "PERSON", _persons, default=False),
+    Detector("person", "PERSON", ner.persons, default=not ner.missing(), needs=_PERSON_GATE, min_len=2),
 )}
 ENTITIES = tuple(DETECTORS)
 DEFAULT_ENTITIES = tuple(e for e, d in DETECTORS.items() if d.default)
 
 
+def entities_off() -> dict[str, str]:
+    """Entities whose detector cannot run here, with the reason (person and address without the `ner` extra)."""
+    reason = ner.off_reason()
+    return {e: reason for e in ner.ENTITIES} if reason else {}
+
+
 def check_entities(entities: Iterable[str]) -> tuple[str, ...]:
-    """Unknown entity names are an error, never silently ignored."""
+    """Unknown entity names are an error, never silently ignored; so is one whose detector is not installed."""
     entities = tuple(entities)
     unknown = [e for e in entities if e not in DETECTORS]
     if unknown:
         raise UsageError(f"unknown entity {unknown[0]!r}; known entities: {', '.join(ENTITIES)}.")
+    off = entities_off()
+    asked = [e for e in entities if e in off]
+    if asked:
+        raise UsageError(f"--entities {asked[0]} cannot run here: {off[asked[0]]}.")
     return entities or DEFAULT_ENTITIES
 
 

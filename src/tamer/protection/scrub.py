@@ -19,9 +19,10 @@ import io
 import json
 import os
 import secrets
+import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -29,8 +30,9 @@ from ..errors import DataError, UsageError, refuse_existing
 from ..report import Report, table_html
 from . import crypto, keys
 from .config import ScrubConfig
-from .detect import DETECTORS, Found, check_entities, find_pii
+from .detect import DETECTORS, Found, check_entities, entities_off, find_pii
 
+_SAID: set[str] = set()  # reasons already printed by this process
 FORMATS = {".txt": "txt", ".text": "txt", ".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 MAPPING_SUFFIX = ".pseudonyms.enc"
 
@@ -48,6 +50,7 @@ class ScrubReport(Report):
     by_column: dict[str, dict[str, int]]
     mapping: str | None = None
     ragged_rows: int = 0  # CSV / TSV rows whose width is not the header's: scrubbed whole
+    off: dict[str, str] = field(default_factory=dict)  # entity -> why its detector did not run (the ner extra)
     title = "scrub"
 
     @property
@@ -70,7 +73,8 @@ class ScrubReport(Report):
         rows = [(e, self.counts.get(e, 0), *(self.by_column[c].get(e, 0) for c in cols)) for e in self.entities]
         facts = [("input", self.input), ("output", self.out), ("format", self.format), ("mode", self.mode),
                  ("lines", f"{self.lines:,}"), ("ragged rows (scrubbed whole)", f"{self.ragged_rows:,}"),
-                 ("speed", f"{self.lines_per_second:,.0f} lines/s")]
+                 ("speed", f"{self.lines_per_second:,.0f} lines/s"),
+                 *(("not detected", reason) for reason in sorted(set(self.off.values())))]
         return (f"<section><h2>Scrub · {self.input}</h2>{table_html(facts)}"
                 f"{table_html(rows, ['entity', 'total', *cols])}</section>")
 
@@ -287,6 +291,10 @@ def scrub_file(path: str | os.PathLike, out: str | os.PathLike | None = None, co
     salt = hashlib.sha256(b"tamer scrub salt").digest()[:16]
     key = secret.derive(salt) if secret else None
     entities = check_entities(config.entities)
+    off = {} if config.entities else entities_off()
+    for reason in sorted(set(off.values()) - _SAID):  # once per process, on stderr (stdout may be --json)
+        print(f"tamer scrub: {reason}.", file=sys.stderr)
+        _SAID.add(reason)
     replace = Replacer(config.mode, key)
     counts: Counter = Counter()
     by_column: dict[str, Counter] = defaultdict(Counter)
@@ -332,7 +340,8 @@ def scrub_file(path: str | os.PathLike, out: str | os.PathLike | None = None, co
     return ScrubReport(input=str(path), out=str(out), format=fmt, mode=config.mode, entities=list(entities),
                        lines=lines, seconds=round(time.perf_counter() - t0, 4), counts=dict(counts),
                        by_column={c: dict(v) for c, v in by_column.items()},
-                       mapping=str(mapping_path) if mapping_path else None, ragged_rows=notes["ragged_rows"])
+                       mapping=str(mapping_path) if mapping_path else None, ragged_rows=notes["ragged_rows"],
+                       off=off)
 
 
 def read_pseudonyms(mapping_path: str | os.PathLike, secret: keys.Secret) -> dict[str, str]:

@@ -1,0 +1,310 @@
+"""Chinese person names and postal addresses, found on jieba's segmentation (the one module that imports jieba).
+
+jieba's part-of-speech tagger (posseg) runs at a few hundred lines per second, so it is not run: the line is cut
+with jieba's dictionary and HMM (several times faster), each word's tag is looked up in posseg's dictionary table,
+and a word the dictionary does not hold (an HMM new word, which is how most given names appear) counts as unknown.
+Names are then a surname from the list below plus a given name, taken where jieba marks a name, where a cue
+(联系人, 收件人, 姓名, 我叫, ...) or a title (先生, 女士, 老师, 经理, ...) says so, or where an unknown word starts with a
+surname; addresses are runs of administrative-division words (省 / 市 / 区 / 县 / 镇 / 街道 / 路 / 街 / 号 / 栋 / 单元 /
+室), extended from the province to the house number and a postcode. Only clauses holding a surname, a cue or an
+address character are cut, and cut clauses are cached.
+
+jieba is initialised once, quietly (its logger is turned down), and writes its dictionary cache only into tamer's
+own cache folder (XDG_CACHE_HOME/tamer/jieba, created owner-only), never into the working directory.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+Span = tuple[int, int]
+
+# the common surnames (about 99% of people in China by the 2020 census), single and compound
+SURNAMES = set(
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔"
+    "钟谭陆汪范金石廖贾夏韦付傅方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊"
+    "葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆"
+    "蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂"
+    "全佟应臧闵苟邬边卞姬师仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩佘池查麻苑迟邝封谈匡鞠惠荆乐冀郁胥班储栗燕楚鄢劳谌"
+    "奚皮粟冼蔺楼闻厉伊仝郜阚权帅屠朴练廉禹井祖漆巴丰支卿狄计索宣晋初扈晁芮普阙浦戈伏鹿薄邸雍辜羊乌母裘亓修邰赫"
+    "阎赖邝巫杭况宿鲜印逯隆茹诸慕危亢嵇湛宾戎勾茅揭尉冶斯束檀阴昝智奉植衡富尧")
+# characters that are surnames but far more often ordinary words: taken as a surname only beside a cue or a title
+CUED_SURNAMES = set("官明和时平国海花云相位门强原来信利都文万成向安")
+COMPOUND_SURNAMES = {"欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文", "司徒",
+                     "令狐", "夏侯", "轩辕", "端木", "独孤", "南宫", "西门", "呼延", "澹台", "申屠", "钟离", "闻人"}
+TITLES = ("先生", "女士", "小姐", "老师", "经理", "同学", "医生", "大夫", "教授", "律师", "主任", "总监", "师傅",
+          "阿姨", "老板", "校长", "院长", "处长", "科长", "局长", "董事长", "总经理", "博士")
+CUES = {"联系人", "收件人", "收货人", "寄件人", "发件人", "姓名", "名字", "我叫", "叫", "客户", "负责人", "经办人",
+        "申请人", "患者", "病人", "签名", "签字", "户主", "持卡人", "户名", "联络人", "收款人", "付款人", "法人", "代表",
+        "委托人", "租客", "房东", "业主", "员工", "乘客", "旅客", "用户", "作者", "记者", "编辑"}
+WEAK_CUES = {"我是", "是", "和", "与", "跟", "给", "找", "问", "请", "由", "向", "同", "及", "、"}
+ADDRESS_CUES = {"地址", "住址", "住在", "寄到", "寄往", "送到", "送往", "位于", "地点", "收货地址", "家住", "居住", "户籍"}
+PROVINCES = ("北京", "天津", "上海", "重庆", "河北", "山西", "辽宁", "吉林", "黑龙江", "江苏", "浙江", "安徽", "福建",
+             "江西", "山东", "河南", "湖北", "湖南", "广东", "海南", "四川", "贵州", "云南", "陕西", "甘肃", "青海", "台湾",
+             "内蒙古", "广西", "西藏", "宁夏", "新疆", "香港", "澳门")
+_PROVINCE = re.compile(f"(?:{'|'.join(PROVINCES)})(?:省|市|(?:壮族|回族|维吾尔)?自治区|特别行政区)?")
+_ADMIN = ("省", "自治区", "特别行政区", "自治州", "市", "区", "县", "州", "旗", "盟", "镇", "乡", "村", "街道", "新区",
+          "开发区", "地区")
+_STREET = ("路", "街", "大道", "大街", "巷", "弄", "胡同", "道", "里", "环", "公路")
+_BUILDING = ("大厦", "大楼", "中心", "广场", "花园", "小区", "公寓", "苑", "城", "园", "村", "庄", "院", "楼", "座",
+             "栋", "幢", "里")
+_UNIT = ("号", "号楼", "号院", "栋", "幢", "座", "单元", "室", "楼", "层", "户", "号房", "房")
+_FUNCTION_TAGS = {"v", "vd", "vn", "p", "c", "u", "uj", "ul", "uz", "ug", "uv", "ud", "r", "d", "m", "q", "f", "x",
+                  "y", "e", "o", "zg", "vg", "dg", "rr", "rz", "mq", "l", "i", "t", "tg", "s", "ad", "an", "ag", "b"}
+_PUNCT = re.compile(r"[\s,，。.;；:：!！?？、()（）\"“”'‘’\[\]【】<>《》/|]")
+_CLAUSE = re.compile(r"[^。！？!?；;\n]+")
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+_ALNUM = re.compile(r"[A-Za-z0-9]{1,8}(?:-[A-Za-z0-9]{1,6})?")
+# a clause is cut only if it holds one of these (a surname, an address character, a cue's first character)
+_GATE = re.compile("[" + "".join(sorted(SURNAMES | {s[0] for s in COMPOUND_SURNAMES} | set("省市区县镇乡路街巷号栋室")
+                                        | {c[0] for c in CUES | ADDRESS_CUES})) + "]")
+_POSTCODE = re.compile(r"\s?\d{6}(?!\d)")
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def _cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = base / "tamer" / "jieba"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+def _jieba():
+    """(tokenize, word -> tag, word -> frequency), jieba initialised once and silently."""
+    if "tokenize" not in _state:
+        with _lock:
+            if "tokenize" not in _state:
+                import logging
+
+                import jieba
+                import jieba.posseg
+
+                jieba.setLogLevel(logging.ERROR)
+                logging.getLogger("jieba").setLevel(logging.ERROR)
+                jieba.dt.tmp_dir = str(_cache_dir())
+                jieba.dt.initialize()
+                _state.update(tags=jieba.posseg.dt.word_tag_tab, freq=jieba.dt.FREQ, tokenize=jieba.dt.tokenize)
+    return _state["tokenize"], _state["tags"], _state["freq"]
+
+
+def segment(clause: str) -> tuple[tuple[str, str, int], ...]:
+    """(word, tag, start) for each word of `clause`; tag '?' for a word jieba's dictionary does not hold.
+    Clauses of a usual length are cached (the person and the address finder read the same cut); a clause longer
+    than any sentence (a line with no full stop) is cut without the HMM, which halves jieba's time there."""
+    if len(clause) <= _LONG:
+        return _segment_cached(clause)
+    if _state.get("long", (None,))[0] != clause:
+        _state["long"] = (clause, _segment(clause, hmm=False))
+    return _state["long"][1]
+
+
+def _segment(clause: str, hmm: bool = True) -> tuple[tuple[str, str, int], ...]:
+    tokenize, tags, freq = _jieba()
+    return tuple((w, tags.get(w, "?") if freq.get(w) else "?", a) for w, a, _ in tokenize(clause, HMM=hmm))
+
+
+_LONG = 512
+_segment_cached = lru_cache(maxsize=16384)(_segment)
+
+
+def _surname_len(word: str, cued: bool = False) -> int:
+    if word[:2] in COMPOUND_SURNAMES:
+        return 2
+    return 1 if word[:1] in SURNAMES or cued and word[:1] in CUED_SURNAMES else 0
+
+
+def _rare(word: str) -> bool:
+    """A dictionary word jieba has seen seldom: its nr tag names someone (王小明) rather than a word it also tags nr
+    (黄金周, 张家界, 李子 are nr in jieba's dictionary too, and far more frequent)."""
+    return _jieba()[2].get(word, 0) <= _RARE
+
+
+_RARE = 50
+
+
+def _is_han(word: str) -> bool:
+    return all("\u4e00" <= c <= "\u9fff" for c in word)
+
+
+def _given_like(word: str, tag: str) -> bool:
+    """Could `word` be a given name (one or two characters that are not a function word)?"""
+    return 1 <= len(word) <= 2 and _is_han(word) and tag not in _FUNCTION_TAGS and word not in TITLES
+
+
+def _title_prefix(word: str) -> int:
+    """Length of the name in a word written as name + title (王先生, 李小红女士), or 0."""
+    if len(word) < 3 or not word.endswith(TITLES):
+        return 0
+    for title in TITLES:
+        if word.endswith(title) and len(word) > len(title):
+            name = word[: -len(title)]
+            if len(name) <= 3 and _surname_len(name) and _is_han(name):
+                return len(name)
+    return 0
+
+
+def persons(text: str) -> list[Span]:
+    """Spans of Chinese person names in `text`."""
+    out: list[Span] = []
+    for clause in _CLAUSE.finditer(text):
+        if _HAN.search(clause.group()) and _GATE.search(clause.group()):
+            base = clause.start()
+            out += [(base + a, base + b) for a, b in _persons_in(segment(clause.group()))]
+    return out
+
+
+_GLUED = set("由请让被把给向跟和与叫对替帮找问将")  # a one-character word jieba's HMM may glue to a name after it
+
+
+def _unglued(words):
+    """由莫冬梅 -> 由 / 莫冬梅, 请周 -> 请 / 周: a preposition or verb the HMM joined to the surname that follows it."""
+    out = []
+    for word, tag, start in words:
+        if len(word) >= 2 and word[0] in _GLUED and tag in ("?", "nr") and _surname_len(word[1:]) and _is_han(word):
+            out += [(word[0], "p", start), (word[1:], "?" if len(word) > 2 else "nr", start + 1)]
+        else:
+            out.append((word, tag, start))
+    return out
+
+
+def _persons_in(words) -> list[Span]:
+    words = _unglued(words)
+    out: list[Span] = []
+    n, i = len(words), 0
+    while i < n:
+        word, tag, start = words[i]
+        prev = words[i - 1][0] if i else ""
+        prev2 = words[i - 2][0] if i > 1 and _PUNCT.fullmatch(prev or " ") else ""
+        cued = prev in CUES or prev2 in CUES or prev.endswith(("叫", "是")) and prev in ("我叫", "叫", "名叫")
+        weak = prev in WEAK_CUES or not prev or _PUNCT.fullmatch(prev) is not None
+        nxt, ntag = (words[i + 1][0], words[i + 1][1]) if i + 1 < n else ("", "")
+        titled = nxt in TITLES or nxt[:2] in TITLES and len(nxt) <= 3
+        span = None
+        k = _title_prefix(word)
+        sl = _surname_len(word, cued or titled)
+        if k:
+            span = (start, start + k)
+        elif sl and _is_han(word) and sl < len(word) <= sl + 2 and not word.endswith(_ADMIN + _STREET + _BUILDING):
+            # a whole word that starts with a surname: a name if jieba does not know it (an HMM new word) or tags
+            # it as one of three characters, or if a cue or a title is beside it (李子 and 张开 are nr in jieba's
+            # dictionary too, so a two-character nr word needs context)
+            if tag == "?" or tag.startswith("nr") and len(word) >= 3 and _rare(word) or cued or titled:
+                span = (start, start + len(word))
+                if len(word) == sl + 1 and _given_like(nxt, ntag) and len(nxt) == 1 and ntag == "?":
+                    span = (start, start + len(word) + 1)  # 张 / 晓 / 明 cut too finely
+                    i += 1
+            elif tag.startswith("nr") and weak and _given_like(nxt, ntag) is False and nxt in TITLES:
+                span = (start, start + len(word))
+        elif sl == len(word) and _given_like(nxt, ntag) and (not prev or prev[-1] not in "一二三四五六七八九十两几每这那第"):
+            # a surname word followed by a given name cut off from it (唐 / 建华, 林 / 海燕)
+            if tag in ("nr", "ng", "j", "?", "nrfg", "nrt") or cued or titled or ntag in ("nr", "nz", "?", "nrt", "nrfg"):
+                after = words[i + 2][0] if i + 2 < n else ""
+                if ntag in ("nr", "nz", "?", "n", "ng", "a", "nrfg", "nrt", "j") or cued or after in TITLES \
+                        or tag == "nr":
+                    span = (start, start + len(word) + len(nxt))
+                    i += 1
+            if span is None and (i + 1 < n and words[i + 1][0] in TITLES):
+                span = (start, start + len(word))  # 王 / 先生
+        elif sl == len(word) and titled:
+            span = (start, start + len(word))
+        if span:
+            out.append(span)
+        i += 1
+    return out
+
+
+def _role(word: str, tag: str) -> str:
+    """P province, A administrative division, S street, B building, U unit word, D number, '' none."""
+    if _PROVINCE.fullmatch(word) or len(word) >= 3 and word.endswith(("省", "自治区", "特别行政区")):
+        return "P"
+    if word in _UNIT:
+        return "U"
+    if _ALNUM.fullmatch(word):
+        return "D"
+    if len(word) >= 2 and word.endswith(_UNIT) and _ALNUM.fullmatch(word.rstrip("号楼院栋幢座单元室层房户")):
+        return "U"
+    if len(word) >= 2 and word.endswith(_ADMIN) and _is_han(word):
+        return "A"
+    if word.endswith(_STREET) and _is_han(word) and len(word) >= 2:
+        return "S"
+    if tag == "ns" and _is_han(word):
+        return "A"
+    if word.endswith(_BUILDING) and _is_han(word):
+        return "B"
+    return ""
+
+
+def addresses(text: str) -> list[Span]:
+    """Spans of Chinese postal addresses in `text`: from the province (or the first division named) to the room."""
+    out: list[Span] = []
+    for clause in _CLAUSE.finditer(text):
+        if _HAN.search(clause.group()) and _GATE.search(clause.group()):
+            base = clause.start()
+            out += [(base + a, base + b) for a, b in _addresses_in(clause.group(), segment(clause.group()))]
+    return out
+
+
+_SUFFIX_CHARS = set("省市区县镇乡村路街巷弄道")
+
+
+def _merged(words):
+    """A one-character division word joined to the word before it (玉兰 / 市 -> 玉兰市, 熊 / 路 -> 熊路)."""
+    out: list = []
+    for word, tag, start in words:
+        if word in _SUFFIX_CHARS and out and _is_han(out[-1][0]) and out[-1][2] + len(out[-1][0]) == start \
+                and out[-1][0] not in ADDRESS_CUES and len(out[-1][0]) <= 4:
+            prev = out.pop()
+            out.append((prev[0] + word, "?", prev[2]))
+        else:
+            out.append((word, tag, start))
+    return out
+
+
+_MAX_WORDS = 30  # no address is longer; it bounds the work from any one start
+
+
+def _addresses_in(clause: str, words) -> list[Span]:
+    words = _merged(words)
+    out: list[Span] = []
+    n, i = len(words), 0
+    roles = [_role(w, t) for w, t, _ in words]
+    while i < n:
+        if roles[i] not in ("P", "A", "S"):
+            i += 1
+            continue
+        first, last, kinds, glue, j = i, i, [roles[i]], 0, i + 1
+        while j < n and j - first < _MAX_WORDS:
+            word, r = words[j][0], roles[j]
+            if r in ("P", "A") and any(k in "SDU" for k in kinds) or r == "S" and any(k in "DU" for k in kinds):
+                break  # a larger division after a street or a number starts the next address
+            if r == "D" and j + 1 < n and roles[j + 1] == "U" or r == "U" \
+                    or r in ("P", "A", "S", "B") or r == "D" and word.isdigit() is False and kinds[-1] in "SBU":
+                kinds.append(r)
+                last, glue = j, 0
+            elif word in ("-", "—") and kinds[-1] in "DU" and j + 1 < n and roles[j + 1] == "D":
+                pass
+            elif r == "" and _is_han(word) and glue + len(word) <= 8 and word not in ADDRESS_CUES \
+                    and word not in TITLES and not (len(word) == 1 and words[j][1] in _FUNCTION_TAGS):
+                glue += len(word)  # a name within the address (黄浦, 华星, 现代) held only if a division word follows
+            else:
+                break
+            j += 1
+        if kinds[-1] == "S" and last + 1 < n and words[last + 1][0].isdigit() and len(words[last + 1][0]) <= 5:
+            last += 1  # 世纪大道 100
+            kinds.append("D")
+        parts = [k for k in kinds if k in "PASBU"]
+        cued = first > 0 and (words[first - 1][0] in ADDRESS_CUES or words[first - 1][0].endswith(("地址", "住址")))
+        numbered = "U" in kinds or "D" in kinds  # a house number: a place to send a letter, not a street's name
+        divided = any(k in "PA" for k in kinds) and "S" in kinds and len(parts) >= 3
+        if len(parts) >= 2 and (numbered or divided or cued):
+            start, end = words[first][2], words[last][2] + len(words[last][0])
+            post = _POSTCODE.match(clause, end)
+            out.append((start, post.end() if post else end))
+            i = last + 1
+        else:
+            i += 1
+    return out
