@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .api_maintenance import (add, catalogue, history, lineage, promote, record, record_children, registry,  # noqa: F401
-                              resolve, rollback, show, tag)
+from .api_base import costed_train, default_out, load, on_device  # noqa: F401  (re-exported: tamer.load, ...)
+from .api_maintenance import (add, catalogue, drift, history, lineage, promote, record, record_children,  # noqa: F401
+                              registry, resolve, rollback, show, tag)
 from .artifact import Artifact
 from .config import make_config
-from .errors import ArtifactError, UsageError, refuse_existing
+from .errors import UsageError, refuse_existing
 
 if TYPE_CHECKING:
     from .tasks.base import Task
@@ -19,59 +18,6 @@ if TYPE_CHECKING:
 
 # Each verb imports its capability (and torch) when it is called: `import tamer` and the light verbs (keygen,
 # encrypt, decrypt, scrub) never load torch.
-
-
-def on_device(verb):
-    """A verb that runs a model takes `device` (auto|cpu|cuda|cuda:N|mps) and `precision` (fp32|bf16|fp16): it runs
-    inside tamer.device.placed, and what it cost (tamer.cost.measure) is attached to its report as `cost`."""
-    @functools.wraps(verb)
-    def run(*args, device: str = "auto", precision: str = "fp32", **kwargs):
-        from .cost import attach, measure
-        from .device import placed
-
-        with placed(device, precision) as where, measure() as meter:
-            result = verb(*args, **kwargs)
-        return attach(result, {**where.record(), **meter.result()})
-
-    run.__doc__ = (verb.__doc__ or "") + ("\n\n    device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps; "
-                                          "precision: fp32, bf16 or fp16 (CUDA). What it cost is the report's `cost`.")
-    return run
-
-
-def _costed_train(verb):
-    """train (and its torchrun launch) measured; device and precision are TrainConfig options, so they travel to the
-    workers, whose FLOP count the artifact records."""
-    @functools.wraps(verb)
-    def run(*args, **kwargs):
-        from .cost import attach, measure
-
-        with measure() as meter:
-            artifact = verb(*args, **kwargs)
-        if artifact is None:
-            return None
-        record, ran = dict(meter.result()), artifact.manifest.get("run", {})
-        if not record["flops_per_example"] and ran.get("flops_per_example"):
-            record["flops_per_example"] = ran["flops_per_example"]  # counted in the torchrun workers
-        placement = {"device": ran.get("device", "cpu"), "precision": artifact.manifest.get("options", {}).get("precision", "fp32"),
-                     "notes": []}
-        return attach(artifact, {**placement, **record})
-
-    return run
-
-
-def load(path: str | Path, key_file: str | None = None, passphrase_env: str | None = None) -> Artifact:
-    """Open an artifact folder, verifying its hashes. Given a key, only a sealed artifact opens (decrypted in
-    memory): a plain folder is refused, since it may have been swapped in for the sealed one."""
-    if key_file or passphrase_env:
-        from .protection import is_encrypted, open_encrypted, secret_from_options
-
-        secret = secret_from_options(key_file, passphrase_env)
-        if Path(path).is_dir() and not is_encrypted(path):
-            raise ArtifactError(f"{str(path)!r} is not a sealed artifact, but a key was given; refusing to open it as "
-                                f"plaintext, since a plain folder may have been swapped in for a sealed one (drop the "
-                                f"key to open a plain artifact).")
-        return open_encrypted(path, secret)
-    return Artifact.load(path)
 
 
 def list_tasks() -> list[dict[str, Any]]:
@@ -105,11 +51,7 @@ def split_options(task_cls: type[Task], options: dict[str, Any]) -> tuple[TrainC
     return make_config(TrainConfig, train_opts), task_opts
 
 
-def default_out(task: str, root: str = "artifacts") -> Path:
-    return Path(root) / f"{task}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
-
-
-@_costed_train
+@costed_train
 def train(task: str | Task = "digits", config: TrainConfig | None = None, *, out: str | Path | None = None,
           progress: bool = True, **options: Any) -> Artifact:
     """Train a task's model and write an artifact. Options are TrainConfig fields and the task's own (e.g. data=...).
@@ -414,23 +356,6 @@ def stability(artifact: str | Path | Artifact, config=None, *, out: str | Path |
 
 
 # -- maintenance: drift ---------------------------------------------------------------------------------------------
-def drift(reference: str | Path, current: str | Path, config=None, *, artifact: str | Path | Artifact | None = None,
-          progress: bool = False, key_file: str | None = None, passphrase_env: str | None = None, **options: Any):
-    """Has the data drifted? A DriftReport whose `drift` is the verdict and `p_value` the deciding p-value. Tables
-    (.csv/.tsv): Kolmogorov-Smirnov / chi-squared per column with PSI, Holm-corrected (or Benjamini-Hochberg);
-    text (.txt) and arrays (.npy): the Gaussian-kernel MMD permutation test and a domain classifier's AUC on the
-    artifact's embeddings (given one; its penultimate layer) or on TF-IDF words / raw values."""
-    from .maintenance.drift import detect_drift
-    from .maintenance.drift_config import DriftConfig
-    from .maintenance.drift_data import load_drift_data
-
-    config = config or make_config(DriftConfig, options)
-    ref, cur = load_drift_data(str(reference), "--reference"), load_drift_data(str(current), "--current")
-    if artifact is not None and not isinstance(artifact, Artifact):
-        artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
-    return detect_drift(ref, cur, config, artifact, progress)
-
-
 def update(alias: str = "production", data: str | Path | None = None, config=None, *, out: str | Path | None = None,
            progress: bool = True, **options: Any):
     """Keep `alias` current (api_update.py): drift of `data` against the champion's data, a challenger fine-tuned

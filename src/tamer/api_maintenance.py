@@ -146,3 +146,23 @@ def resolve(name_or_path: str | Path, url: str | None = None) -> Path:
         raise ArtifactError(f"artifact {name!r} does not exist; give an artifact folder, an alias or a registered id.")
     with registry(url) as reg:
         return Path(reg.resolve(name)["path"])
+
+
+def drift(reference: str | Path, current: str | Path, config=None, *, artifact: str | Path | Artifact | None = None,
+          progress: bool = False, key_file: str | None = None, passphrase_env: str | None = None, **options: Any):
+    """Has the data drifted? A DriftReport whose `drift` is the verdict and `p_value` the deciding p-value. Tables
+    (.csv/.tsv): Kolmogorov-Smirnov / chi-squared per column with PSI, Holm-corrected (or Benjamini-Hochberg);
+    text (.txt) and arrays (.npy): the Gaussian-kernel MMD permutation test and a domain classifier's AUC on the
+    artifact's embeddings (given one; its penultimate layer) or on TF-IDF words / raw values."""
+    from .api_base import load
+    from .artifact import Artifact
+    from .config import make_config
+    from .maintenance.drift import detect_drift
+    from .maintenance.drift_config import DriftConfig
+    from .maintenance.drift_data import load_drift_data
+
+    config = config or make_config(DriftConfig, options)
+    ref, cur = load_drift_data(str(reference), "--reference"), load_drift_data(str(current), "--current")
+    if artifact is not None and not isinstance(artifact, Artifact):
+        artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
+    return detect_drift(ref, cur, config, artifact, progress)

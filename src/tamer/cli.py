@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from . import cli_device, cli_drift, cli_maintenance, cli_robustness
+from . import cli_device, cli_drift, cli_maintenance, cli_protection, cli_robustness
 from .config import add_config_arguments
 from .errors import TamerError, UsageError
 
@@ -51,21 +51,6 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     _sealed_input_arguments(p)
 
 
-def _keygen_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="key file to write (never overwritten)")
-
-
-def _crypt_arguments(verb: str):
-    def add(p: argparse.ArgumentParser) -> None:
-        from .protection.config import EncryptConfig
-
-        p.add_argument("artifact", help="artifact folder")
-        p.add_argument("--out", required=True, help="folder to write")
-        add_config_arguments(p, EncryptConfig, skip=("chunk_size",) if verb == "decrypt" else ())
-
-    return add
-
-
 def _federate_arguments(p: argparse.ArgumentParser) -> None:
     from .protection.config import PrivacyConfig
     from .protection.federated import FederateConfig
@@ -75,15 +60,6 @@ def _federate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data file for the task")
     add_config_arguments(p, FederateConfig)
     add_config_arguments(p, PrivacyConfig, skip=("max_grad_norm",))  # federate clips updates: --max-update-norm
-
-
-def _scrub_arguments(p: argparse.ArgumentParser) -> None:
-    from .protection.config import ScrubConfig
-
-    p.add_argument("input", help="text file: .txt, .tsv, .csv or .jsonl")
-    p.add_argument("--out", help="file to write (default: INPUT.scrubbed.EXT)")
-    p.add_argument("--restore", metavar="MAPPING", help="undo --mode pseudonymize using its encrypted mapping file")
-    add_config_arguments(p, ScrubConfig)
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
@@ -139,13 +115,13 @@ _SUBCOMMANDS = {
               "Train TASK's model. Besides the flags below, every option of the task (see `tamer tasks`) is accepted "
               "as --OPTION VALUE.", _train_arguments),
     "evaluate": ("metrics of an artifact on its test split or a data file", None, _evaluate_arguments),
-    "keygen": ("write a new random AES-256 key file", None, _keygen_arguments),
-    "encrypt": ("seal an artifact with AES-256-GCM (manifest stays readable, authenticated)", None, _crypt_arguments("encrypt")),
-    "decrypt": ("restore an encrypted artifact; any change or a wrong key is refused", None, _crypt_arguments("decrypt")),
+    "keygen": ("write a new random AES-256 key file", None, cli_protection.keygen_arguments),
+    "encrypt": ("seal an artifact with AES-256-GCM (manifest stays readable, authenticated)", None, cli_protection.crypt_arguments("encrypt")),
+    "decrypt": ("restore an encrypted artifact; any change or a wrong key is refused", None, cli_protection.crypt_arguments("decrypt")),
     "federate": ("federated averaging over simulated clients (one process), optional client-level DP",
                  "FedAvg on TASK. Every option of the task (see `tamer tasks`) is accepted as --OPTION VALUE.",
                  _federate_arguments),
-    "scrub": ("replace PII (names, addresses, e-mail, phones, cards, IDs, ...) in TXT/TSV/CSV/JSONL, streamed", None, _scrub_arguments),
+    "scrub": ("replace PII (names, addresses, e-mail, phones, cards, IDs, ...) in TXT/TSV/CSV/JSONL, streamed", None, cli_protection.scrub_arguments),
     "run": ("run a recipe (default on digits: train -> evaluate -> explain -> compress -> encrypt, one HTML report)", None,
             _run_arguments),
     "compress": ("quantize (int8/int4), prune, distill or export ONNX; writes a child artifact",
@@ -168,7 +144,8 @@ _SUBCOMMANDS = {
 
 # verbs whose arguments and call live in a face module of their own: its run(args, progress) -> (payload, text)
 _FACES = {"attack": cli_robustness, "harden": cli_robustness, "stability": cli_robustness, "registry": cli_maintenance,
-          "rollback": cli_maintenance, "update": cli_maintenance, "drift": cli_drift}
+          "rollback": cli_maintenance, "update": cli_maintenance, "drift": cli_drift, "keygen": cli_protection,
+          "encrypt": cli_protection, "decrypt": cli_protection, "scrub": cli_protection}
 
 
 def build_parser(only: str | None = None, help_task: str | None = None) -> argparse.ArgumentParser:
@@ -213,46 +190,22 @@ def _verb_in(argv: Sequence[str]) -> str:
     return verb if verb in _SUBCOMMANDS else ""
 
 
-def _dispatch_protect(args: argparse.Namespace, extra: list[str] = ()) -> int:
+def _dispatch_federate(args: argparse.Namespace, extra: list[str] = ()) -> int:
     import tamer.api as api
 
-    from .config import config_from_args
+    from .protection.config import PrivacyConfig
+    from .protection.federated import FederateConfig
 
-    if args.verb == "keygen":
-        path = api.keygen(args.out)
-        _emit(args, {"key_file": str(path)}, f"wrote key {path} (keep it secret; whoever holds it can decrypt)")
-        return 0
-    if args.verb == "federate":
-        from .protection.config import PrivacyConfig
-        from .protection.federated import FederateConfig
-
-        options = {f.name: getattr(args, f.name) for cls in (FederateConfig, PrivacyConfig)
-                   for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
-        options.update(_task_options(args.task, extra))
-        if args.data is not None:
-            options["data"] = args.data
-        artifact = api.federate(args.task, out=args.out, progress=not (args.quiet or args.json), **options)
-        report = artifact.report
-        _emit(args, {"artifact": str(artifact.path), "id": artifact.id,
-                     "headline": _headline(artifact.task, artifact.metrics.get("test", {})), "report": report.to_dict()},
-              report.summary())
-        return 0
-    if args.verb == "scrub":
-        from .protection.config import ScrubConfig
-
-        config = config_from_args(ScrubConfig, args)
-        result = api.scrub(args.input, config, out=args.out, restore=args.restore, progress=not (args.quiet or args.json))
-        if args.restore:
-            _emit(args, {"restored": str(result)}, f"restored pseudonyms into {result}")
-        else:
-            _emit(args, {**result.to_dict(), "lines_per_second": result.lines_per_second}, result.summary())
-        return 0
-    from .protection.config import EncryptConfig
-
-    skip = ("chunk_size",) if args.verb == "decrypt" else ()
-    config = config_from_args(EncryptConfig, args, skip=skip)
-    report = (api.encrypt if args.verb == "encrypt" else api.decrypt)(args.artifact, config, out=args.out)
-    _emit(args, report.to_dict(), report.summary())
+    options = {f.name: getattr(args, f.name) for cls in (FederateConfig, PrivacyConfig)
+               for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    options.update(_task_options(args.task, extra))
+    if args.data is not None:
+        options["data"] = args.data
+    artifact = api.federate(args.task, out=args.out, progress=not (args.quiet or args.json), **options)
+    report = artifact.report
+    _emit(args, {"artifact": str(artifact.path), "id": artifact.id,
+                 "headline": _headline(artifact.task, artifact.metrics.get("test", {})), "report": report.to_dict()},
+          report.summary())
     return 0
 
 
@@ -315,7 +268,7 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
               report.summary())
         return 0
     if args.verb == "federate":
-        return _dispatch_protect(args, extra)
+        return _dispatch_federate(args, extra)
     if extra:
         raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see `tamer {args.verb} --help`).")
     if args.verb == "evaluate":
@@ -324,8 +277,6 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
         _emit(args, {"headline": _headline(report.task, report.metrics, "test" if report.data == "test split" else report.data),
                      **report.to_dict()}, report.summary())
         return 0
-    if args.verb in ("keygen", "encrypt", "decrypt", "scrub"):
-        return _dispatch_protect(args)
     if args.verb == "explain":
         from .config import config_from_args
         from .explanation.config import ExplainConfig
