@@ -265,6 +265,9 @@ def _child_verb(verb, artifact, config, out, progress: bool, key_file: str | Non
     if not isinstance(artifact, Artifact):
         artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
     out = Path(out or default_out(artifact.task))
+    inherited = {k: artifact.manifest[k] for k in INHERITED if artifact.manifest.get(k) is not None}
+    if inherited:
+        verb, artifact = _inheriting(verb, inherited), artifact.without(*inherited)
     if not (key_file or passphrase_env):
         child = verb(artifact, config, out, progress=progress)
     else:
@@ -272,6 +275,26 @@ def _child_verb(verb, artifact, config, out, progress: bool, key_file: str | Non
                                  passphrase_env)
     record_children(child, sealed=bool(key_file or passphrase_env))
     return child
+
+
+# manifest keys that act on the model's output rather than its weights (a calibrated temperature): a child written
+# from such an artifact (compress, harden) gets them too, while the capability itself works on the bare weights
+INHERITED = ("temperature",)
+
+
+def _inheriting(verb, inherited: dict[str, Any]):
+    """`verb`, then `inherited` added to the manifest of every child it wrote (OUT and the new OUT.STEP siblings),
+    parent to child, so a quantized or hardened copy of a calibrated model keeps dividing its logits by T."""
+    from .artifact import amend_lineage
+
+    def run(artifact: Artifact, config, out: Path, progress: bool = True) -> Artifact:
+        siblings = lambda: {p for p in out.parent.glob(f"{out.name}.*") if p.is_dir()}  # noqa: E731
+        before = siblings() if out.parent.is_dir() else set()
+        child = verb(artifact, config, out, progress=progress)
+        amend_lineage(artifact.id, [*sorted(siblings() - before), out], inherited)
+        return Artifact.load(out).with_report(child.report)
+
+    return run
 
 
 def _sealed_children(write, out: Path, key_file: str | None, passphrase_env: str | None):

@@ -123,6 +123,13 @@ class Artifact:
 
         return dataclasses.replace(self, report=report)
 
+    def without(self, *keys: str) -> "Artifact":
+        """This artifact (same id, path and files) read as if its manifest had no `keys`: what a verb sees when the
+        composing layer re-applies those keys to the children it writes (api.py, an inherited temperature)."""
+        import dataclasses
+
+        return dataclasses.replace(self, manifest={k: v for k, v in self.manifest.items() if k not in keys})
+
     @property
     def id(self) -> str:
         return self.manifest["id"]
@@ -346,3 +353,34 @@ def save_artifact(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Artifact(path=out, manifest=manifest)
+
+
+def amend_lineage(parent_id: str, folders: list[Path], changes: Mapping[str, Any]) -> list[Artifact]:
+    """Add `changes` to the manifest of every plain artifact folder in `folders` that descends from `parent_id`
+    (a chain: each one's parent is the one before), parent to child, each id recomputed and the next one's parent
+    id renamed to match. Each manifest is replaced atomically (a temporary file beside the folder, then a rename)."""
+    manifests = {}
+    for folder in folders:
+        if (folder / MANIFEST).is_file():
+            manifests[Path(folder)] = parse_manifest((Path(folder) / MANIFEST).read_bytes(), f"artifact {str(folder)!r}")
+    renamed, done, changed = {}, [], True
+    while changed:
+        changed = False
+        for folder, manifest in list(manifests.items()):
+            parents = manifest.get("parents", [])
+            if not any(p == parent_id or p in renamed for p in parents):
+                continue
+            body = {**{k: v for k, v in manifest.items() if k not in ("id", "created_at")}, **json.loads(_canonical(dict(changes))),
+                    "parents": [renamed.get(p, p) for p in parents]}
+            body["id"] = content_id(body)
+            body["created_at"] = manifest.get("created_at")
+            fd, tmp = tempfile.mkstemp(prefix=".tamer-manifest-", dir=folder.parent)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(body, indent=2, sort_keys=True))
+            os.chmod(tmp, (folder / MANIFEST).stat().st_mode & 0o777)
+            os.replace(tmp, folder / MANIFEST)
+            renamed[manifest["id"]] = body["id"]
+            del manifests[folder]
+            done.append(Artifact.load(folder))
+            changed = True
+    return done

@@ -58,3 +58,31 @@ def test_the_attack_stops_once_the_prediction_flips():
 def test_random_edits_are_seeded():
     a = random_edits("the quick brown fox", "char", 3, random.Random(4))
     assert a == random_edits("the quick brown fox", "char", 3, random.Random(4)) and a != "the quick brown fox"
+
+
+def test_chunked_scoring_chooses_as_the_exhaustive_search_and_stops_at_the_first_flip():
+    from tamer.robustness import text as text_attacks
+
+    rng = random.Random(3)
+    options = text_attacks.candidates("the food was great and the service friendly", "char", 40, rng)
+    loss = torch.rand(len(options), generator=torch.Generator().manual_seed(0))
+    calls = []
+
+    def scores_with(flips):
+        def scores(texts, labels):
+            idx = [next(i for i, e in enumerate(options) if e.text == t) for t in texts]
+            calls.append(len(texts))
+            return loss[idx], torch.tensor([i not in flips for i in idx])
+        return scores
+
+    edit, flipped = text_attacks.best_edit(options, 0, scores_with(set()))  # no flip: every candidate scored
+    assert edit is options[int(loss.argmax())] and not flipped and sum(calls) == len(options)
+    calls.clear()
+    late = {len(options) - 1}
+    edit, flipped = text_attacks.best_edit(options, 0, scores_with(late))
+    assert edit is options[-1] and flipped and sum(calls) == len(options)
+    calls.clear()
+    early = {1, 5}  # both in the first chunk: the flip of higher loss, and no later chunk scored
+    edit, flipped = text_attacks.best_edit(options, 0, scores_with(early))
+    assert flipped and edit is options[max(early, key=lambda i: float(loss[i]))]
+    assert calls == [text_attacks.SCORED_AT_ONCE]

@@ -87,10 +87,31 @@ def random_edits(text: str, kind: str, budget: int, rng: random.Random) -> str:
     return text
 
 
+SCORED_AT_ONCE = 16  # candidates per forward: a flip found in one chunk spares the forwards of the rest
+
+
+def best_edit(options: list[Edit], y: int, scores: Callable[[list[str], list[int]], torch.Tensor]) -> tuple[Edit, bool]:
+    """The candidate of highest loss and whether it flips the prediction, scored `SCORED_AT_ONCE` at a time: the
+    first chunk holding a flip ends the search (its highest-loss flip is taken), since a flip ends the attack; with
+    no flip every candidate is scored and the choice is the exhaustive one."""
+    best, top = options[0], float("-inf")
+    for s in range(0, len(options), SCORED_AT_ONCE):
+        part = options[s:s + SCORED_AT_ONCE]
+        loss, correct = scores([e.text for e in part], [y] * len(part))
+        wrong = (~correct).nonzero()[:, 0]
+        if len(wrong):
+            return part[int(wrong[loss[wrong].argmax()])], True
+        i = int(loss.argmax())
+        if float(loss[i]) > top:
+            best, top = part[i], float(loss[i])
+    return best, False
+
+
 def greedy_attack(texts: list[str], labels: list[int], scores: Callable[[list[str], list[int]], torch.Tensor],
                   kind: str, budget: int, count: int, seed: int) -> list[tuple[str, list[Edit]]]:
     """For each sentence: up to `budget` rounds, each scoring `count` one-edit neighbours with `scores(texts, labels)
-    -> (loss, correct)` per text and keeping the one of highest loss; stops once the prediction is wrong."""
+    -> (loss, correct)` per text and keeping the one of highest loss (`best_edit`); stops once the prediction is
+    wrong."""
     out = []
     for n, (text, y) in enumerate(zip(texts, labels)):
         rng = random.Random(seed * 1_000_003 + n)
@@ -99,11 +120,10 @@ def greedy_attack(texts: list[str], labels: list[int], scores: Callable[[list[st
             options = candidates(current, kind, count, rng)
             if not options:
                 break
-            loss, correct = scores([e.text for e in options], [y] * len(options))
-            best = int(loss.argmax())
-            current = options[best].text
-            edits.append(options[best])
-            if not bool(correct[best]):
+            edit, flipped = best_edit(options, y, scores)
+            current = edit.text
+            edits.append(edit)
+            if flipped:
                 break
         out.append((current, edits))
     return out
