@@ -11,7 +11,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "tamer"
 CORE = {"artifact", "tasks", "report", "loop", "config", "errors", "progress", "version"}
 CAPABILITIES = {"training", "compression", "protection", "explanation", "robustness", "maintenance", "serving"}
-FACE = {"api", "pipeline", "stages", "cli", "cli_robustness", "__main__", ""}  # "" is tamer/__init__.py
+FACE = {"api", "pipeline", "stages", "cli", "cli_robustness", "cli_serving", "__main__", ""}  # "" is tamer/__init__.py
 OWNERS = {"captum": {"tamer.explanation.attribute"}, "opacus": {"tamer.protection.privacy"}}
 # torch documents Inductor's settings at this path (torch.compile's `options` did not reach freezing in torch 2.13)
 DOCUMENTED_PRIVATE = {"torch._inductor.config"}

@@ -19,7 +19,7 @@ for _name in ("torchao", "torch.utils._pytree"):
 from .version import __version__  # noqa: E402
 
 from .api import (attack, compress, decrypt, encrypt, evaluate, explain, federate, harden, keygen, list_tasks,  # noqa: E402
-                  load, predict, scrub, stability, train)
+                  load, predict, scrub, serve, stability, train)
 from .pipeline import run, write_report  # noqa: E402
 from .artifact import FORMAT_LOADERS as _FORMAT_LOADERS  # noqa: E402
 from .artifact import Artifact  # noqa: E402
@@ -30,7 +30,7 @@ from .errors import TamerError  # noqa: E402
 # imported on first access. The verbs are functions (tamer.train, tamer.compress, ...) and never share a name with
 # a package, so importing a package cannot replace a verb.
 _LAZY = {"Task": "tasks", "register_task": "tasks", "TrainConfig": "training"}
-_PACKAGES = ("tasks", "training", "compression", "protection", "explanation", "robustness")
+_PACKAGES = ("tasks", "training", "compression", "protection", "explanation", "robustness", "serving")
 
 
 def __getattr__(name):
@@ -69,4 +69,4 @@ for _fmt in ("int8", "int4"):  # written by tamer.compress, read by tamer/compre
     _FORMAT_LOADERS.setdefault(_fmt, _loader_in(f"{__name__}.compression", _fmt))
 
 __all__ = ["attack", "compress", "decrypt", "encrypt", "explain", "federate", "keygen", "scrub", "Artifact", "Task", "TamerError",
-           "TrainConfig", "evaluate", "harden", "list_tasks", "load", "predict", "register_task", "run", "stability", "train", "write_report"]
+           "TrainConfig", "evaluate", "harden", "list_tasks", "load", "predict", "register_task", "run", "serve", "stability", "train", "write_report"]

@@ -340,3 +340,58 @@ def stability(artifact: str | Path | Artifact, config=None, *, out: str | Path |
     child = _sealed_children(lambda target: _stability(artifact, config, others, target), out, key_file, passphrase_env)
     child.report.calibration["artifact"], child.report.artifact = str(out), str(artifact.path)
     return child  # sealed with the input's secret, as compress does
+
+
+# -- serving ----------------------------------------------------------------------------------------------------------
+def serve_app(artifact: str | Path, config=None, *, source=None, api_key_file: str | None = None, auth: bool = True,
+              key_file: str | None = None, passphrase_env: str | None = None, pin_file: str | None = None, **options):
+    """The FastAPI app serving `artifact` (or whatever `source()` names now: a callable re-read on every poll and
+    reload, e.g. a registry alias's target), opened through `load` (sealed ones in memory). Keys from
+    `api_key_file` (hashed); `auth=False` serves without keys, and must be said."""
+    import functools
+
+    from .serving import KeyRing, Pin, ServeConfig, create_app
+
+    config = config or make_config(ServeConfig, options)
+    if auth == bool(api_key_file is None):
+        raise UsageError("give --api-key-file FILE (make a key with `tamer serve --make-api-key NAME --api-key-file "
+                         "FILE`) or serve without keys with --no-auth, not both or neither.")
+    keys = KeyRing.load(api_key_file) if auth else None
+    opener = functools.partial(load, key_file=key_file, passphrase_env=passphrase_env)
+    return create_app(opener, source or (lambda: str(artifact)), config, keys, Pin(pin_file))
+
+
+def serve(artifact: str | Path, config=None, *, api_key_file: str | None = None, auth: bool = True,
+          key_file: str | None = None, passphrase_env: str | None = None, announce=None, **options) -> None:
+    """`tamer serve`: open the artifact once (a bad path or key fails here, exit 2), then serve it until SIGTERM,
+    which drains. With workers > 1 each worker process builds the app from TAMER_SERVE_SETTINGS (paths and names,
+    never a secret) and follows reloads through a shared pin file. `announce(url)` is called once listening."""
+    import json
+    import os
+    import tempfile
+
+    from .serving import ServeConfig, run_server
+    from .serving.server import bind
+
+    config = config or make_config(ServeConfig, options)
+    load(artifact, key_file=key_file, passphrase_env=passphrase_env)
+    settings = {"artifact": str(artifact), "config": dataclasses.asdict(config), "api_key_file": api_key_file,
+                "auth": auth, "key_file": key_file, "passphrase_env": passphrase_env}
+    with tempfile.TemporaryDirectory(prefix="tamer-serve-") as state:
+        settings["pin_file"] = os.path.join(state, "pin")
+        app = serve_app(artifact, config, **{k: v for k, v in settings.items() if k not in ("artifact", "config")})
+        if config.workers > 1:
+            os.environ["TAMER_SERVE_SETTINGS"] = json.dumps(settings)
+            app = "tamer.api:serve_worker_app"
+        run_server(app, config, bind(config), announce, factory=config.workers > 1)
+
+
+def serve_worker_app():
+    """The app of one `tamer serve --workers K` process, from the settings its parent left in the environment."""
+    import json
+    import os
+
+    from .serving import ServeConfig
+
+    settings = json.loads(os.environ["TAMER_SERVE_SETTINGS"])
+    return serve_app(settings.pop("artifact"), make_config(ServeConfig, settings.pop("config")), **settings)

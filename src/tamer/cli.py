@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from . import cli_robustness
+from . import cli_robustness, cli_serving
 from .config import add_config_arguments
 from .errors import TamerError, UsageError
 
@@ -159,6 +159,8 @@ _SUBCOMMANDS = {
     "harden": ("adversarial training (pgd, trades); writes a child artifact", None, cli_robustness.harden_arguments),
     "stability": ("flip rate under noise, agreement, calibration error; --calibrate writes a child", None,
                   cli_robustness.stability_arguments),
+    "serve": ("serve an artifact over HTTP: predict, OpenAI completions, batching, keys, metrics, hot swap", None,
+              cli_serving.serve_arguments),
 }
 
 
@@ -326,6 +328,8 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     if args.verb in ("attack", "harden", "stability"):
         _emit(args, *cli_robustness.run(args, progress))
         return 0
+    if args.verb == "serve":
+        return cli_serving.run(args)
     if args.verb == "compress":
         from .compression.config import CompressConfig
         from .config import config_from_args
