@@ -57,12 +57,12 @@ async def read_json(request: Any, max_bytes: int) -> Any:
 def check_fields(body: Any, allowed: set[str], required: set[str]) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestError(400, f"the body is a JSON {type(body).__name__}; send an object such as {{\"inputs\": [...]}}.")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise RequestError(422, f"field {unknown[0]!r} is not accepted; accepted fields: {', '.join(sorted(allowed))}.")
     missing = sorted(required - set(body))
     if missing:
         raise RequestError(400, f"the body has no {missing[0]!r} field; send {{\"{missing[0]}\": [...]}}.")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise RequestError(422, f"field {unknown[0]!r} is not accepted; accepted fields: {', '.join(sorted(allowed))}.")
     return body
 
 
