@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from typing import Any, Callable
 
@@ -157,7 +158,7 @@ def create_app(opener: Callable[[str], Artifact], source: Callable[[], str], con
         current = state.slot.current
         if current is None or state.draining:
             return JSONResponse({"status": "draining" if state.draining else "loading"}, 503)
-        return {"status": "ready", "model": current.id}
+        return {"status": "ready", "model": current.id, "worker": os.getpid()}
 
     @app.get("/metrics", tags=["operations"])
     async def metrics() -> Response:
