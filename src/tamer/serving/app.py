@@ -180,7 +180,8 @@ def create_app(opener: Callable[[str], Artifact], source: Callable[[], str], con
         state.identify(request)
         return HTMLResponse(report_page(state.served().artifact))
 
-    @app.post("/v1/predict", tags=["model"], response_model=PredictResponse, openapi_extra=body_schema(PredictRequest))
+    @app.post("/v1/predict", tags=["model"], response_model=PredictResponse, response_model_exclude_none=True,
+              openapi_extra=body_schema(PredictRequest))
     async def predict(request: Request) -> dict:
         """Labels and probabilities (classifiers) or generated text (causal-lm), one per input, with the id of the
         model that answered. Inputs of concurrent requests are batched."""

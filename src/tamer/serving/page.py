@@ -60,7 +60,7 @@ async function tryIt(event) {
   for (const p of body.predictions) {
     const box = document.createElement("div"); box.className = "prediction";
     const head = document.createElement("h3");
-    head.textContent = p.generated_text !== undefined ? p.generated_text : p.label + " (" + p.score.toFixed(4) + ")";
+    head.textContent = p.generated_text != null ? p.generated_text : p.label + " (" + p.score.toFixed(4) + ")";
     box.append(head);
     if (p.probabilities) {
       const t = document.createElement("table");

@@ -29,6 +29,8 @@ class Prediction(BaseModel):
     label: Optional[str] = None
     score: Optional[float] = None
     probabilities: Optional[dict[str, float]] = None
+    value: Optional[float] = Field(None, description="regression: the predicted value")
+    prompt: Optional[str] = Field(None, description="causal-lm: the prompt as the tokenizer read it")
     generated_text: Optional[str] = Field(None, description="causal-lm: the prompt continued")
     model: str = Field(description="id of the artifact that answered")
 
