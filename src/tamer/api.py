@@ -386,6 +386,27 @@ def serve(artifact: str | Path, config=None, *, api_key_file: str | None = None,
         run_server(app, config, bind(config), announce, factory=config.workers > 1)
 
 
+def serve_check(artifact: str | Path | Artifact, config=None, *, key_file: str | None = None,
+                passphrase_env: str | None = None, **options):
+    """The `serve-check` stage: the artifact behind `tamer serve` on a free loopback port, real requests with a key,
+    each answer compared with `predict` on the same inputs; a ServeCheckReport with latency percentiles."""
+    import tempfile
+
+    from .serving import ServeConfig, make_api_key
+    from .serving.check import ServeCheckConfig, run_check, sample_inputs
+
+    config = config or make_config(ServeCheckConfig, options)
+    if not isinstance(artifact, Artifact):
+        artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
+    inputs = sample_inputs(artifact, min(config.requests, 64))
+    with tempfile.TemporaryDirectory(prefix="tamer-serve-check-") as keys:
+        key = make_api_key(Path(keys) / "keys", "serve-check")
+        app = serve_app(artifact.path, ServeConfig(max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms,
+                                                   poll_seconds=0), api_key_file=str(Path(keys) / "keys"),
+                        key_file=key_file, passphrase_env=passphrase_env)
+        return run_check(app, key, inputs, predict(artifact, inputs), config, artifact)
+
+
 def serve_worker_app():
     """The app of one `tamer serve --workers K` process, from the settings its parent left in the environment."""
     import json

@@ -233,6 +233,22 @@ def _scrub_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
     return report
 
 
+def _serve_check_check(ctx: Context, options: dict[str, Any]) -> None:
+    from .config import make_config
+    from .serving.check import ServeCheckConfig
+
+    make_config(ServeCheckConfig, options)
+
+
+def _serve_check_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    """The latest artifact served on loopback and checked against predict (serving/check.py)."""
+    from .api import serve_check
+
+    if ctx.artifact is None:
+        raise UsageError("the serve-check stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    return serve_check(ctx.artifact, **options)
+
+
 STAGES: dict[str, Stage] = {
     "train": Stage("train", _train_check, _train_run),
     "evaluate": Stage("evaluate", _evaluate_check, _evaluate_run),
@@ -243,4 +259,5 @@ STAGES: dict[str, Stage] = {
     "stability": Stage("stability", _robustness_check("StabilityConfig"), _stability_run),
     "scrub": Stage("scrub", _scrub_check, _scrub_run),
     "encrypt": Stage("encrypt", _encrypt_check, _encrypt_run),
+    "serve-check": Stage("serve-check", _serve_check_check, _serve_check_run),
 }
