@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -59,11 +60,12 @@ class Sentiment(ls.LitAPI):
         return self.task.predict(self.model, self.task.encode(list(texts)))
     def encode_response(self, output):
         return {"predictions": [output]}
-sock = socket.socket(); sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]; sock.close()
-print(json.dumps({"url": f"http://127.0.0.1:{port}"}), flush=True)
-server = ls.LitServer(Sentiment(max_batch_size=int(sys.argv[2]), batch_timeout=float(sys.argv[3])), accelerator="cpu",
-                      workers_per_device=1)
-server.run(host="127.0.0.1", port=port, log_level="warning", generate_client_file=False)
+if __name__ == "__main__":  # LitServe starts its workers with multiprocessing's spawn: they import this file
+    sock = socket.socket(); sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]; sock.close()
+    print(json.dumps({"url": f"http://127.0.0.1:{port}"}), flush=True)
+    server = ls.LitServer(Sentiment(max_batch_size=int(sys.argv[2]), batch_timeout=float(sys.argv[3])),
+                          accelerator="cpu", workers_per_device=1)
+    server.run(host="127.0.0.1", port=port, log_level="warning", generate_client_file=False)
 """
 
 
@@ -71,13 +73,14 @@ class Server:
     def __init__(self, argv: list[str], threads: int, ready_path: str):
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(threads),
                "MKL_NUM_THREADS": str(threads)}
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                     start_new_session=True)  # its own process group: workers are stopped with it
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"{argv[:3]} did not start: {self.proc.stderr.read()[-2000:]}")
         self.url = json.loads(line)["url"]
         end = time.monotonic() + 300
-        while time.monotonic() < end:
+        while time.monotonic() < end and self.proc.poll() is None:
             try:
                 if httpx.get(self.url + ready_path, timeout=5).status_code == 200:
                     return
@@ -86,12 +89,12 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(f"{self.url} not ready: {self.proc.stderr.read()[-2000:]}")
 
-    def stop(self) -> int:
-        self.proc.terminate()
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
         try:
-            self.proc.communicate(timeout=120)
+            self.proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.communicate()
         return self.proc.returncode
 
@@ -164,9 +167,10 @@ def lm_rows(args, work: Path, lines: list[str]) -> dict:
     corpus = work / "corpus.txt"
     corpus.write_text("\n".join(lines + [ln.rsplit("\t", 1)[0] for ln in
                                          (SENTIMENT / "amazon_cells_labelled.txt").read_text().splitlines()]))
-    lm = tamer.train("causal-lm", data=str(corpus), model="tiny", block_size=64, epochs=2, out=work / "lm", progress=False)
+    lm = tamer.train("causal-lm", data=str(corpus), model="tiny", block_size=64, epochs=args.lm_epochs, out=work / "lm",
+                     progress=False)
     task, model = lm.load_model()
-    prompt, n = "the food was", args.lm_tokens
+    prompt, n = "This place is the", args.lm_tokens  # a prompt the tiny model continues past --lm-tokens
     batch = task.encode([prompt])
 
     def direct(tokens):
@@ -214,6 +218,7 @@ def main() -> None:
     ap.add_argument("--swap-artifact", help="the artifact the hot swap swaps in (default: a second trained one)")
     ap.add_argument("--swap-requests", type=int, default=1000)
     ap.add_argument("--lm-tokens", type=int, default=64)
+    ap.add_argument("--lm-epochs", type=int, default=10)
     ap.add_argument("--litserve-python", default="/work/venv-litserve/bin/python")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tamer-bench-serve-"))
@@ -257,12 +262,13 @@ def main() -> None:
         rows["tamer_exit"] = server.stop()
 
     if Path(args.litserve_python).exists():
-        peer = Server([args.litserve_python, "-c", LITSERVE, str(art.path), str(args.max_batch_size),
+        (work / "litserve_peer.py").write_text(LITSERVE)
+        peer = Server([args.litserve_python, str(work / "litserve_peer.py"), str(art.path), str(args.max_batch_size),
                        str(args.max_wait_ms / 1000)], args.threads, "/health")
         try:
             rows["litserve"] = measure(peer.url + "/predict", lines, args)
         finally:
-            peer.stop()
+            peer.stop(signal.SIGINT)  # LitServe stops its workers on Ctrl-C
     else:
         rows["litserve"] = f"skipped: {args.litserve_python} is missing (see this script's docstring)"
     rows["lm"] = lm_rows(args, work, lines)

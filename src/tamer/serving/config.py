@@ -34,7 +34,6 @@ class ServeConfig:
         check(self.max_text_chars >= 1, f"--max-text-chars {self.max_text_chars} is not accepted; use a positive integer.")
         check(self.max_body_bytes >= 64, f"--max-body-bytes {self.max_body_bytes} is too small; use at least 64.")
         check(1 <= self.max_tokens <= 100_000, f"--max-tokens {self.max_tokens} is out of range; use 1..100000.")
-        check(1 <= self.max_new_tokens <= self.max_tokens,
-              f"--max-new-tokens {self.max_new_tokens} is out of range; use 1..--max-tokens ({self.max_tokens}).")
+        check(1 <= self.max_new_tokens <= 100_000, f"--max-new-tokens {self.max_new_tokens} is out of range; use 1..100000.")
         check(self.poll_seconds >= 0, f"--poll-seconds {self.poll_seconds} is not accepted; use a value >= 0.")
         check(self.drain_seconds >= 0, f"--drain-seconds {self.drain_seconds} is not accepted; use a value >= 0.")
