@@ -64,7 +64,7 @@ def test_the_server_follows_a_source_it_polls(digits_artifact, digits_b):
         assert httpx.get(s.url + "/v1/model").json()["id"] == digits_b.id
         current["path"] = "/nonexistent/artifact"  # a broken source keeps the model served
         time.sleep(0.5)
-        assert httpx.get(s.url + "/readyz").json() == {"status": "ready", "model": digits_b.id}
+        assert httpx.get(s.url + "/readyz").json()["model"] == digits_b.id
 
 
 def test_a_reload_that_cannot_load_keeps_the_old_model(digits_artifact, tiny_text, key_file, tmp_path):

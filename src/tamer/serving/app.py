@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import threading
 import time
 from typing import Any, Callable
 
@@ -94,9 +96,20 @@ def create_app(opener: Callable[[str], Artifact], source: Callable[[], str], con
         except RequestError as exc:
             log.error("the model did not load: %s", exc.message)
 
+    def on_signal(previous):
+        def handler(signum, frame):  # shutdown begins: not ready any more, and queued inputs run without waiting
+            state.draining = True
+            state.batcher.flush()
+            if callable(previous):
+                previous(signum, frame)
+        return handler
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         state.batcher.start()
+        if threading.current_thread() is threading.main_thread():  # uvicorn's own handlers are in place by now
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, on_signal(signal.getsignal(sig)))
         tasks = [asyncio.create_task(first_load())]
         if config.poll_seconds > 0:
             tasks.append(asyncio.create_task(follow(config.poll_seconds)))
@@ -190,8 +203,6 @@ def create_app(opener: Callable[[str], Artifact], source: Callable[[], str], con
         body = await read_json(request, config.max_body_bytes)
         inputs = await asyncio.to_thread(check_inputs, served.task, body, config.max_inputs, config.max_text_chars) \
             if _heavy(body) else check_inputs(served.task, body, config.max_inputs, config.max_text_chars)
-        if state.draining:
-            raise RequestError(503, "the server is shutting down; retry on another.", {"Retry-After": "1"})
         try:
             rows = await state.batcher.submit(served, inputs)
         except QueueFull as exc:

@@ -33,6 +33,7 @@ class DynamicBatcher:
         self.max_queue, self.on_batch = max_queue, on_batch
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tamer-model")
         self.queue: asyncio.Queue[_Item] | None = None
+        self.flushing = False  # draining: run what is queued now, wait for no one
         self.pending: list[_Item] = []  # taken from the queue, not yet answered
         self._task: asyncio.Task | None = None
 
@@ -58,25 +59,32 @@ class DynamicBatcher:
         """Run other model work (a generation step) on the model thread, between batches."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
+    def flush(self) -> None:
+        """Stop waiting for fuller batches (shutdown has begun). Safe to call from a signal handler."""
+        self.flushing = True
+        if self.queue is not None:
+            asyncio.get_event_loop().call_soon_threadsafe(self.queue.put_nowait, None)  # wakes a waiting batch
+
     async def _loop(self) -> None:
         while True:
             first = await self.queue.get()
-            batch = [first]
+            if first is None:
+                continue
+            batch = self.pending = [first]  # counted in depth() while it fills
             deadline = first.enqueued + self.max_wait
             while len(batch) < self.max_batch_size:
                 try:
-                    batch.append(self.queue.get_nowait())
-                    continue
+                    item = self.queue.get_nowait()
                 except asyncio.QueueEmpty:
-                    pass
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), remaining))
-                except asyncio.TimeoutError:
-                    break
-            self.pending = batch
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self.flushing:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self.queue.get(), remaining)
+                    except asyncio.TimeoutError:
+                        break
+                if item is not None:
+                    batch.append(item)
             try:
                 for group in {id(i.group): i.group for i in batch}.values():
                     await self._run_group(group, [i for i in batch if i.group is group])

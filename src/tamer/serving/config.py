@@ -28,7 +28,7 @@ class ServeConfig:
         check(0 <= self.port <= 65535, f"--port {self.port} is out of range; use 0..65535.")
         check(1 <= self.workers <= 64, f"--workers {self.workers} is out of range; use 1..64.")
         check(1 <= self.max_batch_size <= 4096, f"--max-batch-size {self.max_batch_size} is out of range; use 1..4096.")
-        check(0 <= self.max_wait_ms <= 10_000, f"--max-wait-ms {self.max_wait_ms} is out of range; use 0..10000.")
+        check(0 <= self.max_wait_ms <= 60_000, f"--max-wait-ms {self.max_wait_ms} is out of range; use 0..60000.")
         check(self.max_queue >= 1, f"--max-queue {self.max_queue} is not accepted; use a positive integer.")
         check(self.max_inputs >= 1, f"--max-inputs {self.max_inputs} is not accepted; use a positive integer.")
         check(self.max_text_chars >= 1, f"--max-text-chars {self.max_text_chars} is not accepted; use a positive integer.")
