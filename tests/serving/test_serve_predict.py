@@ -88,3 +88,12 @@ def test_sealed_artifacts_serve_decrypted_in_memory(digits_artifact, digit_image
         card = httpx.get(s.url + "/v1/model").json()
     _close(body["predictions"], tamer.predict(digits_artifact, digit_images[:3]))
     assert card["sealed"] is True and card["id"] == digits_artifact.id
+
+
+def test_many_texts_of_mixed_lengths_keep_their_order(tiny_text):
+    """Texts run in length-sorted groups inside a batch; each answer still belongs to its own text."""
+    words = "great food slow service rude staff tasty and fresh never again".split()
+    texts = [" ".join(words[(i * 3) % len(words):][: 1 + (i * 7) % 9]) or "fine" for i in range(21)]
+    with serve(tiny_text, max_inputs=32) as s:
+        body = httpx.post(s.url + "/v1/predict", json={"inputs": texts}).json()
+    _close(body["predictions"], [tamer.predict(tiny_text, [t])[0] for t in texts])

@@ -9,14 +9,24 @@ import torch
 from pydantic import BaseModel, Field
 
 
+BUCKET = 8  # texts per forward pass within a batch, grouped by length
+
+
 def run_inputs(served: Any, inputs: list[Any], max_new_tokens: int = 20) -> list[dict[str, Any]]:
-    """Outputs of `served`'s model for checked inputs: strings (text and language models) are encoded together,
-    arrays were encoded one by one (validation.check_inputs) and are stacked."""
+    """Outputs of `served`'s model for checked inputs: arrays were encoded one by one (validation.check_inputs) and
+    are stacked; texts are sorted by length and run BUCKET at a time, each group padded only to its own longest
+    (a batch padded to its longest text computes mostly padding on a CPU)."""
     task, model = served.task, served.model
     with torch.inference_mode():
-        if isinstance(inputs[0], str):
-            return task.predict(model, task.encode(inputs), max_new_tokens)
-        return task.predict(model, {k: torch.cat([x[k] for x in inputs]) for k in inputs[0]}, max_new_tokens)
+        if not isinstance(inputs[0], str):
+            return task.predict(model, {k: torch.cat([x[k] for x in inputs]) for k in inputs[0]}, max_new_tokens)
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+        out: list[Any] = [None] * len(inputs)
+        for start in range(0, len(order), BUCKET):
+            part = order[start:start + BUCKET]
+            for i, row in zip(part, task.predict(model, task.encode([inputs[i] for i in part]), max_new_tokens)):
+                out[i] = row
+        return out
 
 
 class PredictRequest(BaseModel):
