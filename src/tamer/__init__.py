@@ -19,7 +19,7 @@ for _name in ("torchao", "torch.utils._pytree"):
 from .version import __version__  # noqa: E402
 
 from .api import (attack, compress, decrypt, drift, encrypt, evaluate, explain, federate, harden, keygen, list_tasks,  # noqa: E402
-                  load, predict, promote, registry, resolve, rollback, scrub, stability, train, update)
+                  load, predict, promote, registry, resolve, rollback, scrub, serve, stability, train, update)
 from .pipeline import run, write_report  # noqa: E402
 from .artifact import FORMAT_LOADERS as _FORMAT_LOADERS  # noqa: E402
 from .artifact import Artifact  # noqa: E402
@@ -30,7 +30,7 @@ from .errors import TamerError  # noqa: E402
 # imported on first access. The verbs are functions (tamer.train, tamer.compress, ...) and never share a name with
 # a package, so importing a package cannot replace a verb.
 _LAZY = {"Task": "tasks", "register_task": "tasks", "TrainConfig": "training"}
-_PACKAGES = ("tasks", "training", "compression", "protection", "explanation", "robustness", "maintenance")
+_PACKAGES = ("tasks", "training", "compression", "protection", "explanation", "robustness", "maintenance", "serving")
 
 
 def __getattr__(name):
@@ -68,5 +68,5 @@ def _loader_in(module: str, fmt: str):
 for _fmt in ("int8", "int4"):  # written by tamer.compress, read by tamer/compression/loading.py
     _FORMAT_LOADERS.setdefault(_fmt, _loader_in(f"{__name__}.compression", _fmt))
 
-__all__ = ["attack", "compress", "decrypt", "drift", "encrypt", "explain", "federate", "keygen", "promote", "registry", "resolve", "rollback", "scrub", "update", "Artifact", "Task", "TamerError",
+__all__ = ["attack", "compress", "decrypt", "drift", "encrypt", "explain", "federate", "keygen", "promote", "registry", "resolve", "rollback", "scrub", "serve", "update", "Artifact", "Task", "TamerError",
            "TrainConfig", "evaluate", "harden", "list_tasks", "load", "predict", "register_task", "run", "stability", "train", "write_report"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .api_base import costed_train, default_out, load, on_device  # noqa: F401  (re-exported: tamer.load, ...)
 from .api_maintenance import (add, catalogue, drift, history, lineage, promote, record, record_children,  # noqa: F401
                               registry, resolve, rollback, show, tag)
+from .api_serving import serve, serve_app, serve_worker_app  # noqa: F401  (re-exported: tamer.serve)
 from .artifact import Artifact
 from .config import make_config
 from .errors import UsageError, refuse_existing
@@ -378,7 +379,7 @@ def stability(artifact: str | Path | Artifact, config=None, *, out: str | Path |
     return child  # sealed with the input's secret, as compress does
 
 
-# -- maintenance: drift ---------------------------------------------------------------------------------------------
+# -- maintenance: update --------------------------------------------------------------------------------------------
 def update(alias: str = "production", data: str | Path | None = None, config=None, *, out: str | Path | None = None,
            progress: bool = True, **options: Any):
     """Keep `alias` current (api_update.py): drift of `data` against the champion's data, a challenger fine-tuned
@@ -390,3 +391,25 @@ def update(alias: str = "production", data: str | Path | None = None, config=Non
     config = config or make_config(UpdateConfig, {"alias": alias, "data": None if data is None else str(data), **options})
     with registry() as reg:
         return _update(config, reg, attack=lambda artifact, opts: attack(artifact, **opts), out=out, progress=progress)
+
+
+# -- serving (api_serving.py) ---------------------------------------------------------------------------------------
+def serve_check(artifact: str | Path | Artifact, config=None, *, key_file: str | None = None,
+                passphrase_env: str | None = None, **options):
+    """The `serve-check` stage: the artifact behind `tamer serve` on a free loopback port, real requests with a key,
+    each answer compared with `predict` on the same inputs; a ServeCheckReport with latency percentiles."""
+    import tempfile
+
+    from .serving import ServeConfig, make_api_key
+    from .serving.check import ServeCheckConfig, run_check, sample_inputs
+
+    config = config or make_config(ServeCheckConfig, options)
+    if not isinstance(artifact, Artifact):
+        artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
+    inputs = sample_inputs(artifact, min(config.requests, 64))
+    with tempfile.TemporaryDirectory(prefix="tamer-serve-check-") as keys:
+        key = make_api_key(Path(keys) / "keys", "serve-check")
+        app = serve_app(artifact.path, ServeConfig(max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms,
+                                                   poll_seconds=0), api_key_file=str(Path(keys) / "keys"),
+                        key_file=key_file, passphrase_env=passphrase_env)
+        return run_check(app, key, inputs, predict(artifact, inputs), config, artifact)

@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any, Sequence
 
-from . import cli_device, cli_drift, cli_maintenance, cli_protection, cli_robustness
+from . import cli_device, cli_drift, cli_maintenance, cli_protection, cli_robustness, cli_serving
 from .config import add_config_arguments
 from .errors import TamerError, UsageError
 
@@ -139,6 +139,8 @@ _SUBCOMMANDS = {
     "rollback": ("point an alias back at its previous artifact (as `registry rollback`)", None, cli_maintenance.rollback_arguments),
     "update": ("retrain a challenger on new data; promote it only if every gate passes", None, cli_maintenance.update_arguments),
     "drift": ("has the data drifted? per-column tests for tables; MMD and a domain classifier", None, cli_drift.drift_arguments),
+    "serve": ("serve an artifact over HTTP: predict, OpenAI completions, batching, keys, metrics, hot swap", None,
+              cli_serving.serve_arguments),
 }
 
 
@@ -288,6 +290,8 @@ def _dispatch(args: argparse.Namespace, extra: list[str]) -> int:
     if args.verb in _FACES:
         _emit(args, *_FACES[args.verb].run(args, progress))
         return 0
+    if args.verb == "serve":
+        return cli_serving.run(args)
     if args.verb == "compress":
         from .compression.config import CompressConfig
         from .config import config_from_args

@@ -293,6 +293,8 @@ def _promote_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
         raise UsageError("the promote stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
     event = promote(add(ctx.artifact.path)["id"], options["to"], options.get("reason") or f"recipe run {ctx.out.name}")
     return _registry_report(ctx, "promote", alias=options["to"], event=event)
+
+
 def _drift_options(ctx: Context, options: dict[str, Any]):
     """(reference, current, DriftConfig) of a drift stage; the reference defaults to the recipe's data file."""
     from .config import make_config
@@ -338,6 +340,22 @@ def _update_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
     return report
 
 
+def _serve_check_check(ctx: Context, options: dict[str, Any]) -> None:
+    from .config import make_config
+    from .serving.check import ServeCheckConfig
+
+    make_config(ServeCheckConfig, options)
+
+
+def _serve_check_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
+    """The latest artifact served on loopback and checked against predict (serving/check.py)."""
+    from .api import serve_check
+
+    if ctx.artifact is None:
+        raise UsageError("the serve-check stage needs an artifact; put a train stage before it or set `artifact:` in the recipe.")
+    return serve_check(ctx.artifact, **options)
+
+
 STAGES: dict[str, Stage] = {
     "train": Stage("train", _train_check, _train_run),
     "evaluate": Stage("evaluate", _evaluate_check, _evaluate_run),
@@ -352,4 +370,5 @@ STAGES: dict[str, Stage] = {
     "promote": Stage("promote", _promote_check, _promote_run, gate_first=_promote_gate),
     "drift": Stage("drift", _drift_check, _drift_run),
     "update": Stage("update", _update_check, _update_run),
+    "serve-check": Stage("serve-check", _serve_check_check, _serve_check_run),
 }

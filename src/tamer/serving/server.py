@@ -1,0 +1,54 @@
+"""Running the service under uvicorn: the socket is bound first (so `--port 0` can say which port it got), one
+process or K worker processes share it, and SIGTERM drains: uvicorn stops accepting, answers every request it
+accepted, the batcher finishes its queue, and the process exits 0."""
+from __future__ import annotations
+
+import signal
+import socket
+from typing import Any, Callable
+
+from ..errors import UsageError
+from .config import LOOPBACK, ServeConfig
+
+
+def bind(config: ServeConfig) -> socket.socket:
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((config.host, config.port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {config.host}:{config.port} ({exc.strerror}); pick another --host or "
+                         f"--port.") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK or host.startswith("127.")
+
+
+def run(app: Any, config: ServeConfig, sock: socket.socket, announce: Callable[[str], None] | None = None,
+        factory: bool = False) -> None:
+    """Serve `app` (an app, or with `factory` the import string of a function returning one, which each worker
+    process calls) on `sock` until SIGTERM or Ctrl-C; returns once everything accepted has been answered."""
+    import uvicorn
+
+    uv = uvicorn.Config(app, factory=factory, workers=config.workers, log_level="info", access_log=False,
+                        timeout_graceful_shutdown=config.drain_seconds or None, lifespan="on")
+    host, port = sock.getsockname()[:2]
+    if announce:
+        announce(f"http://{'[' + host + ']' if ':' in host else host}:{port}")
+    # uvicorn re-raises the signal it shut down on once done; by then the shutdown was graceful: exit 0
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        if config.workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(uv, sockets=[sock]).run()
+        else:
+            uvicorn.Server(uv).run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sock.close()
