@@ -204,11 +204,24 @@ def examples_in(batch: dict) -> int:
     return 0
 
 
-def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of running `fn()` once, by torch.utils.flop_counter.FlopCounterMode (forward, and backward if it runs)."""
+def flop_counter():
+    """torch.utils.flop_counter.FlopCounterMode counting the whole block without its per-module tracker, whose
+    backward hooks make any torch.autograd.grad call inside the block fail (PGD and TRADES take input gradients
+    within a training step)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
+    class WholeBlockFlopCounter(FlopCounterMode):
+        def __enter__(self):
+            super().__enter__()
+            self.mod_tracker.__exit__()  # its hooks off; every count goes to "Global", the total
+            return self
+
+    return WholeBlockFlopCounter(display=False)
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of running `fn()` once, by torch.utils.flop_counter.FlopCounterMode (forward, and backward if it runs)."""
+    counter = flop_counter()
     with counter:
         fn()
     return int(counter.get_total_flops())
@@ -222,9 +235,7 @@ def flop_probe(examples: int, kind: str = "forward") -> Iterator[None]:
     if meter is None or meter.probing or kind in meter.flops or examples <= 0:
         yield
         return
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     meter.probing = True
     try:
         with counter:
