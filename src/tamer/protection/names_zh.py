@@ -30,7 +30,7 @@ SURNAMES = set(
     "蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂"
     "全佟应臧闵苟邬边卞姬师仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩佘池查麻苑迟邝封谈匡鞠惠荆乐冀郁胥班储栗燕楚鄢劳谌"
     "奚皮粟冼蔺楼闻厉伊仝郜阚权帅屠朴练廉禹井祖漆巴丰支卿狄计索宣晋初扈晁芮普阙浦戈伏鹿薄邸雍辜羊乌母裘亓修邰赫"
-    "阎赖邝巫杭况宿鲜印逯隆茹诸慕危亢嵇湛宾戎勾茅揭尉冶斯束檀阴昝智奉植衡富尧")
+    "阎赖邝巫杭况宿鲜印逯隆茹诸慕危亢嵇湛宾戎勾茅揭尉冶斯束檀阴昝智奉植衡富尧萧洪战居盖敬")
 # characters that are surnames but far more often ordinary words: taken as a surname only beside a cue or a title
 CUED_SURNAMES = set("官明和时平国海花云相位门强原来信利都文万成向安")
 COMPOUND_SURNAMES = {"欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文", "司徒",
@@ -157,15 +157,34 @@ def persons(text: str) -> list[Span]:
     return out
 
 
-_GLUED = set("由请让被把给向跟和与叫对替帮找问将")  # a one-character word jieba's HMM may glue to a name after it
+_GLUED = set("由请让被把给向跟和与叫对替帮找问将据")  # a one-character word jieba's HMM may glue to a name after it
+# a one-character word the HMM may glue to a name before it (据张伟说, 由石晶应要求, 王芳等人); the short set may also
+# end a two-character new word (向萍说), the long one only a word longer than any name (邓秀兰应)
+_TAIL_SHORT = set("说把被的将")
+_TAIL = _TAIL_SHORT | set("应等在和与是为也都就已又还从向跟给对讲称")
+# words that take a person after them, for a two-character name jieba's dictionary holds (由金平签字, 感谢王平的)
+_TAKERS = {"由", "感谢", "谢谢", "转告", "通知", "联系", "找", "问", "跟", "和", "与", "同", "叫", "让", "据", "交给",
+           "转交", "嘱咐", "委托", "邀请", "拜访", "采访"}
 
 
 def _unglued(words):
-    """由莫冬梅 -> 由 / 莫冬梅, 请周 -> 请 / 周: a preposition or verb the HMM joined to the surname that follows it."""
+    """由莫冬梅 -> 由 / 莫冬梅, 请周 -> 请 / 周: a preposition or verb the HMM joined to the surname that follows it;
+    邓秀兰应 -> 邓秀兰 / 应, 张兰 / 英应 -> 张兰英 / 应, 徐海 / 燕说 -> 徐海燕 / 说: a function word or verb joined to the
+    name before it."""
     out = []
     for word, tag, start in words:
         if len(word) >= 2 and word[0] in _GLUED and tag in ("?", "nr") and _surname_len(word[1:]) and _is_han(word):
-            out += [(word[0], "p", start), (word[1:], "?" if len(word) > 2 else "nr", start + 1)]
+            out.append((word[0], "p", start))
+            word, tag, start = word[1:], "?" if len(word) > 2 else "nr", start + 1
+        prev = out[-1] if out else None
+        sl = _surname_len(word)
+        if sl and tag == "?" and _is_han(word) and (len(word) > sl + 2 and len(word) <= sl + 3 and word[-1] in _TAIL
+                                                    or len(word) == sl + 2 and word[-1] in _TAIL_SHORT):
+            out += [(word[:-1], "?", start), (word[-1], "v", start + len(word) - 1)]
+        elif prev and tag == "?" and len(word) == 2 and word[1] in _TAIL and _is_han(word) and prev[1] in ("?", "ns", "nr") \
+                and len(prev[0]) == _surname_len(prev[0]) + 1 and _is_han(prev[0]):
+            out[-1] = (prev[0] + word[0], "?", prev[2])
+            out.append((word[1], "v", start + 1))
         else:
             out.append((word, tag, start))
     return out
@@ -192,21 +211,33 @@ def _persons_in(words) -> list[Span]:
             # a whole word that starts with a surname: a name if jieba does not know it (an HMM new word) or tags
             # it as one of three characters, or if a cue or a title is beside it (李子 and 张开 are nr in jieba's
             # dictionary too, so a two-character nr word needs context)
-            if tag == "?" or tag.startswith("nr") and len(word) >= 3 and _rare(word) or cued or titled:
+            took = prev in _TAKERS and tag.startswith("nr") and len(word) == sl + 1 and (
+                not nxt or ntag in ("v", "uj", "p", "vn", "d", "m", "c", "t") or _PUNCT.fullmatch(nxt) is not None)
+            # 丁冬 / 梅, 徐海 / 燕: a three-character name cut after its second character
+            split3 = len(word) == sl + 1 and tag in ("nr", "ns", "?") and len(nxt) == 1 and ntag in ("nr", "?") \
+                and _given_like(nxt, ntag)
+            if tag == "?" or tag.startswith("nr") and len(word) >= 3 and _rare(word) or cued or titled or took \
+                    or split3:
                 span = (start, start + len(word))
-                if len(word) == sl + 1 and _given_like(nxt, ntag) and len(nxt) == 1 and ntag == "?":
+                if len(word) == sl + 1 and _given_like(nxt, ntag) and len(nxt) == 1 and ntag in ("?", "nr"):
                     span = (start, start + len(word) + 1)  # 张 / 晓 / 明 cut too finely
                     i += 1
             elif tag.startswith("nr") and weak and _given_like(nxt, ntag) is False and nxt in TITLES:
                 span = (start, start + len(word))
         elif sl == len(word) and _given_like(nxt, ntag) and (not prev or prev[-1] not in "一二三四五六七八九十两几每这那第"):
             # a surname word followed by a given name cut off from it (唐 / 建华, 林 / 海燕)
-            if tag in ("nr", "ng", "j", "?", "nrfg", "nrt") or cued or titled or ntag in ("nr", "nz", "?", "nrt", "nrfg"):
-                after = words[i + 2][0] if i + 2 < n else ""
+            after = words[i + 2][0] if i + 2 < n else ""
+            if tag in ("nr", "ng", "j", "?", "nrfg", "nrt") or cued or titled or ntag in ("nr", "nz", "?", "nrt", "nrfg") \
+                    or after in TITLES:
                 if ntag in ("nr", "nz", "?", "n", "ng", "a", "nrfg", "nrt", "j") or cued or after in TITLES \
                         or tag == "nr":
                     span = (start, start + len(word) + len(nxt))
                     i += 1
+            elif len(nxt) == 2 and len(word) == 1 and ntag in ("nr", "ns", "z", "nz", "nrfg", "nrt") \
+                    and (i + 2 >= n or words[i + 2][1] in ("v", "p", "c", "uj", "d", "ul", "?") and len(words[i + 2][0]) <= 2
+                         or words[i + 2][0] in TITLES or _PUNCT.fullmatch(words[i + 2][0]) is not None):
+                span = (start, start + 3)  # 黄 / 建国 / 签字, 顾 / 婷婷 / 把: a surname jieba read as a word of its own
+                i += 1
             if span is None and (i + 1 < n and words[i + 1][0] in TITLES):
                 span = (start, start + len(word))  # 王 / 先生
         elif sl == len(word) and titled:
