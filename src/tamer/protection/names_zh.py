@@ -14,6 +14,7 @@ own cache folder (XDG_CACHE_HOME/tamer/jieba, created owner-only), never into th
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -87,8 +88,76 @@ def _jieba():
                 logging.getLogger("jieba").setLevel(logging.ERROR)
                 jieba.dt.tmp_dir = str(_cache_dir())
                 jieba.dt.initialize()
-                _state.update(tags=jieba.posseg.dt.word_tag_tab, freq=jieba.dt.FREQ, tokenize=jieba.dt.tokenize)
+                import jieba.finalseg
+
+                _state.update(tags=jieba.posseg.dt.word_tag_tab, freq=jieba.dt.FREQ, tokenize=jieba.dt.tokenize,
+                              hmm=jieba.finalseg.cut, logtotal=math.log(jieba.dt.total))
     return _state["tokenize"], _state["tags"], _state["freq"]
+
+
+_BLOCK = re.compile(r"([\u4E00-\u9FD5a-zA-Z0-9+#&._%\-]+)")  # the blocks jieba cuts (its re_han_default)
+_SKIP = re.compile(r"(\r\n|\s)")
+_LOGP: dict[str, float] = {}  # word -> log probability in jieba's dictionary, computed once per word
+
+
+def _route(block: str, freq: dict, logtotal: float) -> list[int]:
+    """For each start, the end of the word on the most probable path through jieba's dictionary (the maximum of
+    jieba's own get_DAG + calc, in one backward pass with the logarithms cached: the same cut, in less time)."""
+    n = len(block)
+    best, end = [0.0] * (n + 1), [0] * (n + 1)
+    for k in range(n - 1, -1, -1):
+        top, arg, i, frag = None, k, k, block[k]
+        while i < n and frag in freq:
+            if freq[frag]:
+                lp = _LOGP.get(frag)
+                if lp is None:
+                    lp = _LOGP[frag] = math.log(freq[frag]) - logtotal
+                v = lp + best[i + 1]
+                if top is None or v >= top:  # ties go to the longer word, as in jieba
+                    top, arg = v, i
+            i += 1
+            frag = block[k:i + 1]
+        if top is None:  # no dictionary word starts here: the character alone, at jieba's count of 1
+            top = -logtotal + best[k + 1]
+        best[k], end[k] = top, arg + 1
+    return end
+
+
+def _tokenize(clause: str):
+    """(word, start) exactly as jieba.dt.tokenize(clause, HMM=True) gives them: jieba's blocks, the most probable
+    dictionary path, and jieba's HMM (finalseg) on each run of single characters the dictionary does not hold."""
+    _jieba()
+    freq, hmm, logtotal = _state["freq"], _state["hmm"], _state["logtotal"]
+    pos = 0
+    for block in _BLOCK.split(clause):
+        if not block:
+            continue
+        if not _BLOCK.fullmatch(block):
+            for part in _SKIP.split(block):
+                for w in ([part] if _SKIP.fullmatch(part) else part):
+                    yield w, pos
+                    pos += len(w)
+            continue
+        end, x, n, buf = _route(block, freq, logtotal), 0, len(block), ""
+        while x <= n:
+            y = end[x] if x < n else n + 1
+            if y - x == 1 and x < n:
+                buf += block[x]
+                x = y
+                continue
+            if len(buf) == 1 or buf and freq.get(buf):
+                for c in buf:
+                    yield c, pos
+                    pos += 1
+            elif buf:
+                for w in hmm(buf):
+                    yield w, pos
+                    pos += len(w)
+            buf = ""
+            if x < n:
+                yield block[x:y], pos
+                pos += y - x
+            x = y
 
 
 def segment(clause: str) -> tuple[tuple[str, str, int], ...]:
@@ -104,7 +173,8 @@ def segment(clause: str) -> tuple[tuple[str, str, int], ...]:
 
 def _segment(clause: str, hmm: bool = True) -> tuple[tuple[str, str, int], ...]:
     tokenize, tags, freq = _jieba()
-    return tuple((w, tags.get(w, "?") if freq.get(w) else "?", a) for w, a, _ in tokenize(clause, HMM=hmm))
+    words = _tokenize(clause) if hmm else ((w, a) for w, a, _ in tokenize(clause, HMM=False))
+    return tuple((w, tags.get(w, "?") if freq.get(w) else "?", a) for w, a in words)
 
 
 _LONG = 512
@@ -269,6 +339,9 @@ def _role(word: str, tag: str) -> str:
     return ""
 
 
+_role_of = lru_cache(maxsize=65536)(_role)  # words repeat far more than lines do
+
+
 def addresses(text: str) -> list[Span]:
     """Spans of Chinese postal addresses in `text`: from the province (or the first division named) to the room."""
     out: list[Span] = []
@@ -302,7 +375,7 @@ def _addresses_in(clause: str, words) -> list[Span]:
     words = _merged(words)
     out: list[Span] = []
     n, i = len(words), 0
-    roles = [_role(w, t) for w, t, _ in words]
+    roles = [_role_of(w, t) for w, t, _ in words]
     while i < n:
         if roles[i] not in ("P", "A", "S"):
             i += 1
