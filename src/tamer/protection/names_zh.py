@@ -62,6 +62,7 @@ _ALNUM = re.compile(r"[A-Za-z0-9]{1,8}(?:-[A-Za-z0-9]{1,6})?")
 # a clause is cut only if it holds one of these (a surname, an address character, a cue's first character)
 _GATE = re.compile("[" + "".join(sorted(SURNAMES | {s[0] for s in COMPOUND_SURNAMES} | set("省市区县镇乡路街巷号栋室")
                                         | {c[0] for c in CUES | ADDRESS_CUES})) + "]")
+_NAME_START = frozenset(SURNAMES | CUED_SURNAMES | {s[0] for s in COMPOUND_SURNAMES})
 _POSTCODE = re.compile(r"\s?\d{6}(?!\d)")
 _lock = threading.Lock()
 _state: dict = {}
@@ -266,6 +267,9 @@ def _persons_in(words) -> list[Span]:
     n, i = len(words), 0
     while i < n:
         word, tag, start = words[i]
+        if word[0] not in _NAME_START:  # every name below starts with a surname: most words are skipped here
+            i += 1
+            continue
         prev = words[i - 1][0] if i else ""
         prev2 = words[i - 2][0] if i > 1 and _PUNCT.fullmatch(prev or " ") else ""
         cued = prev in CUES or prev2 in CUES or prev.endswith(("叫", "是")) and prev in ("我叫", "叫", "名叫")
