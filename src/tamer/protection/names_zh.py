@@ -281,6 +281,8 @@ def _persons_in(words) -> list[Span]:
         sl = _surname_len(word, cued or titled)
         if k:
             span = (start, start + k)
+            if k == 1 and prev in SURNAMES and words[i - 1][2] + 1 == start and words[i - 1][1] in ("nr", "?"):
+                span = (start - 1, start + 1)  # 李 / 林先生: a two-character name cut before its given name
         elif sl and _is_han(word) and sl < len(word) <= sl + 2 and not word.endswith(_ADMIN + _STREET + _BUILDING):
             # a whole word that starts with a surname: a name if jieba does not know it (an HMM new word) or tags
             # it as one of three characters, or if a cue or a title is beside it (李子 and 张开 are nr in jieba's
