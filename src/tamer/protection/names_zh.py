@@ -131,13 +131,11 @@ def _tokenize(clause: str):
     freq, hmm, logtotal = _state["freq"], _state["hmm"], _state["logtotal"]
     pos = 0
     for block in _BLOCK.split(clause):
-        if not block:
-            continue
-        if not _BLOCK.fullmatch(block):
-            for part in _SKIP.split(block):
-                for w in ([part] if _SKIP.fullmatch(part) else part):
-                    yield w, pos
-                    pos += len(w)
+        if block and not _BLOCK.fullmatch(block):
+            for w in (w for part in _SKIP.split(block) for w in ([part] if _SKIP.fullmatch(part) else part)):
+                yield w, pos
+                pos += len(w)
+        if not block or not _BLOCK.fullmatch(block):
             continue
         end, x, n, buf = _route(block, freq, logtotal), 0, len(block), ""
         while x <= n:
@@ -146,14 +144,9 @@ def _tokenize(clause: str):
                 buf += block[x]
                 x = y
                 continue
-            if len(buf) == 1 or buf and freq.get(buf):
-                for c in buf:
-                    yield c, pos
-                    pos += 1
-            elif buf:
-                for w in hmm(buf):
-                    yield w, pos
-                    pos += len(w)
+            for w in (buf if len(buf) == 1 or buf and freq.get(buf) else hmm(buf) if buf else ()):
+                yield w, pos
+                pos += len(w)
             buf = ""
             if x < n:
                 yield block[x:y], pos
@@ -240,17 +233,18 @@ _TAKERS = {"由", "感谢", "谢谢", "转告", "通知", "联系", "找", "问"
 
 def _unglued(words):
     """由莫冬梅 -> 由 / 莫冬梅, 请周 -> 请 / 周: a preposition or verb the HMM joined to the surname that follows it;
-    邓秀兰应 -> 邓秀兰 / 应, 张兰 / 英应 -> 张兰英 / 应, 徐海 / 燕说 -> 徐海燕 / 说: a function word or verb joined to the
+    邓秀兰应 -> 邓秀兰 / 应, 王磊应 / 要求 -> 王磊 / 应 (a verb follows), 张兰 / 英应 -> 张兰英 / 应, 徐海 / 燕说 -> 徐海燕 / 说: a function word or verb joined to the
     name before it."""
     out = []
-    for word, tag, start in words:
+    for k, (word, tag, start) in enumerate(words):
         if len(word) >= 2 and word[0] in _GLUED and tag in ("?", "nr") and _surname_len(word[1:]) and _is_han(word):
             out.append((word[0], "p", start))
             word, tag, start = word[1:], "?" if len(word) > 2 else "nr", start + 1
         prev = out[-1] if out else None
         sl = _surname_len(word)
         if sl and tag == "?" and _is_han(word) and (len(word) > sl + 2 and len(word) <= sl + 3 and word[-1] in _TAIL
-                                                    or len(word) == sl + 2 and word[-1] in _TAIL_SHORT):
+                                                    or len(word) == sl + 2 and (word[-1] in _TAIL_SHORT or word[-1] in _TAIL
+                                                        and k + 1 < len(words) and words[k + 1][1] in ("v", "vn", "p", "d"))):
             out += [(word[:-1], "?", start), (word[-1], "v", start + len(word) - 1)]
         elif prev and tag == "?" and len(word) == 2 and word[1] in _TAIL and _is_han(word) and prev[1] in ("?", "ns", "nr") \
                 and len(prev[0]) == _surname_len(prev[0]) + 1 and _is_han(prev[0]):
