@@ -124,7 +124,7 @@ def _route(block: str, freq: dict, logtotal: float) -> list[int]:
     return end
 
 
-def _tokenize(clause: str):
+def tokenize(clause: str):
     """(word, start) exactly as jieba.dt.tokenize(clause, HMM=True) gives them: jieba's blocks, the most probable
     dictionary path, and jieba's HMM (finalseg) on each run of single characters the dictionary does not hold."""
     _jieba()
@@ -166,8 +166,8 @@ def segment(clause: str) -> tuple[tuple[str, str, int], ...]:
 
 
 def _segment(clause: str, hmm: bool = True) -> tuple[tuple[str, str, int], ...]:
-    tokenize, tags, freq = _jieba()
-    words = _tokenize(clause) if hmm else ((w, a) for w, a, _ in tokenize(clause, HMM=False))
+    jieba_tokenize, tags, freq = _jieba()
+    words = tokenize(clause) if hmm else ((w, a) for w, a, _ in jieba_tokenize(clause, HMM=False))
     return tuple((w, tags.get(w, "?") if freq.get(w) else "?", a) for w, a in words)
 
 
