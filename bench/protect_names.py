@@ -1,7 +1,7 @@
 """Person and address detection in `scrub`, measured for bench/protect.py (`--only names`).
 
-  recall / precision per locale (zh_CN, en_US, de_DE) on Faker names and addresses inside the HELD_OUT sentence
-  templates of tests/protection/names_corpus.py (never tuned on), scored by coverage: a value is found when every
+  recall / precision per locale (zh_CN, en_US, de_DE) on Faker names and addresses inside the newest held-out sentence
+  templates of tests/protection/names_corpus.py (HELD_OUT_2 for zh_CN, HELD_OUT for the others), scored by coverage: a value is found when every
   letter and digit of it is masked as that entity; false masks on the 2,000 sentiment sentences (yelp + amazon),
   with the scrub default languages (en, zh) and with German rules on as well; lines/s with person and address on
   against the structured entities alone, one pass over lines no finder has seen (so no cache is flattered); and

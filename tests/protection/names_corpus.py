@@ -1,9 +1,12 @@
 """Faker-made sentences with known person names and postal addresses (zh_CN, en_US, de_DE), for the name tests and
 bench/protect.py.
 
-Three sets of sentence templates per locale and entity: TUNE, which the detectors were developed against; SEEN, a
-first held-out set whose misses were read after measuring it (so it counts as tuned on now); and HELD_OUT, written
-after that and used only to measure (bench/protect.py and the recall test), never to tune.
+Sets of sentence templates per locale and entity: TUNE, which the detectors were developed against; SEEN, a first
+held-out set whose misses were read after measuring it (so it counts as tuned on now); HELD_OUT, written after that
+and used only to measure (bench/protect.py and the recall test). For Chinese, HELD_OUT's misses were read too, so
+its templates moved into SEEN and HELD_OUT_2 (news, forms, chats, addresses beside a name), written before the
+detector was ever run on it, is Chinese's held-out set now. A template may hold `{p}`, a second Faker person beside
+the address (a true person too).
 Values come from Faker. A person's truth is its name proper (given and family name, no title or degree: "Dr." and
 "MBA" may stay visible); an address's truth is the whole address. Scoring is by coverage, the question a scrubber
 must answer: a value counts as found when every letter and digit of it lies inside detections of its entity.
@@ -54,6 +57,9 @@ SEEN = {  # the first held-out set: measured once, its misses read and fixed in 
         "address": ["包裹寄到了{}。", "请把材料寄往{}。", "通讯地址：{}", "他去年搬到了{}。"],
     },
 }
+SEEN["zh_CN"]["person"] += ["昨晚{}赢得了象棋比赛。", "据{}说，货物要晚到。", "参会人员：{}（市场部）。",  # HELD_OUT's, read
+                            "很抱歉，{}，该商品已售罄。", "请把这个转交给财务部的{}。", "本报告由{}应要求编写。"]
+SEEN["zh_CN"]["address"] += ["请在十天内把表格寄回{}。", "账单地址：{}", "位于{}的仓库五点关门。", "我们的新店在{}，周一开业。"]
 
 
 # written after SEEN was spent; the detectors were never run on these before the measurement in bench/protect.py
@@ -72,10 +78,24 @@ HELD_OUT = {
         "address": ["Senden Sie das Formular an {} zurück.", "Rechnungsadresse: {}",
                     "Das Lager in der {} schließt um fünf.", "Unsere neue Filiale in {} öffnet am Montag."],
     },
+}
+
+# Chinese's held-out set since HELD_OUT was read: written before any detector ran on it, measured once at the end
+HELD_OUT_2 = {
     "zh_CN": {
-        "person": ["昨晚{}赢得了象棋比赛。", "据{}说，货物要晚到。", "参会人员：{}（市场部）。",
-                   "很抱歉，{}，该商品已售罄。", "请把这个转交给财务部的{}。", "本报告由{}应要求编写。"],
-        "address": ["请在十天内把表格寄回{}。", "账单地址：{}", "位于{}的仓库五点关门。", "我们的新店在{}，周一开业。"],
+        "person": ["记者从市公安局获悉，{}因见义勇为受到表彰。", "据{}介绍，该项目已进入第二阶段。",
+                   "申请人姓名：{}  性别：男  年龄：35", "@{} 你明天几点到？", "{}：好的，我马上发给你。",
+                   "刚才{}在群里说会议改到三点。", "本次活动由{}主持。", "{}同志任市发展改革委主任。",
+                   "经办人：{}，审核人：财务科", "昨天下午，{}和同事一起完成了检修。", "老师好，我是{}的家长。",
+                   "快递员打电话找{}，说放在门卫了。", "获奖名单：一等奖{}，二等奖空缺。", "{}教授在会上作了主题报告。",
+                   "你帮我问问{}，那份合同签了没有。", "这是{}昨天发来的邮件。", "来访登记：{}，事由：送货。",
+                   "{}表示，公司将继续加大研发投入。", "请{}同学到教务处领取证书。", "谢谢{}！辛苦了。",
+                   "患者{}，女，42岁，因头痛就诊。", "转账给{}五百元。", "{}在朋友圈发了一张照片。",
+                   "会议纪要由{}整理。", "本人{}承诺以上信息真实有效。", "嗯嗯，{}已经到楼下了"],
+        "address": ["请寄到{}，{p}收，谢谢。", "收货人：{p}，收货地址：{}", "公司注册地址为{}。",
+                    "我家在{}，你到了打我电话。", "发票邮寄地址：{}（请勿寄到前台）", "{p}现居住于{}。",
+                    "事发地点位于{}附近。", "新办公室地址是{}，下周一起搬过去。", "请于周五前将样品送至{}。",
+                    "原告住所地：{}。", "亲，地址填的是{}，对吗？", "门店地址：{}，营业时间9:00-21:00。"],
     },
 }
 
@@ -105,23 +125,34 @@ def _address(fake, locale: str, rng: random.Random) -> str:
 def names_corpus(locale: str, per_entity: int = 100, seed: int = 0, templates: str = "held_out"
                  ) -> list[tuple[str, list[tuple[int, int, str]]]]:
     """[(sentence, [(start, end, entity), ...])]: `per_entity` sentences per entity from one template set
-    ("tune", "seen" or "held_out")."""
+    ("tune", "seen" or "held_out": the newest held-out set of the locale, HELD_OUT_2 for zh_CN)."""
     from faker import Faker
 
     fake = Faker(locale)
     fake.seed_instance(seed)
     rng = random.Random(seed)
     out = []
-    chosen = {"tune": TUNE, "seen": SEEN, "held_out": HELD_OUT}[templates][locale]
+    chosen = {"tune": TUNE, "seen": SEEN, "held_out": {**HELD_OUT, **HELD_OUT_2}}[templates][locale]
     for entity, options in chosen.items():
         for i in range(per_entity):
-            before, after = options[i % len(options)].split("{}")
+            template = options[i % len(options)]
             if entity == "person":
                 value, a, b = _person(fake, locale, rng)
             else:
                 value = _address(fake, locale, rng)
                 a, b = 0, len(value)
-            out.append((before + value + after, [(len(before) + a, len(before) + b, entity)]))
+            text, truth = "", []
+            for k, piece in enumerate(template.replace("{p}", "\0p\0").replace("{}", "\0v\0").split("\0")):
+                if k % 2 == 0:
+                    text += piece
+                elif piece == "v":
+                    truth.append((len(text) + a, len(text) + b, entity))
+                    text += value
+                else:  # a person beside the address
+                    other, pa, pb = _person(fake, locale, rng)
+                    truth.append((len(text) + pa, len(text) + pb, "person"))
+                    text += other
+            out.append((text, sorted(truth)))
     return out
 
 

@@ -50,6 +50,26 @@ def test_chinese_names_with_cues_and_titles_and_addresses_from_province_to_room(
     assert _found("我叫李建国，是这里的经理。") == [("person", "李建国")]
 
 
+@pytest.mark.parametrize("text,name", [
+    ("据张伟说，货物要晚到。", "张伟"), ("本报告由邓秀兰应要求编写。", "邓秀兰"), ("本报告由王磊应要求编写。", "王磊"),
+    ("参会人员：丁冬梅（市场部）。", "丁冬梅"), ("这份表格由黄建国签字。", "黄建国"), ("李林先生昨天来过电话。", "李林"),
+])
+def test_chinese_names_jieba_glues_to_a_neighbour_or_cuts_apart_are_found_whole(text, name):
+    assert _found(text, ("zh",)) == [("person", name)]
+
+
+def test_the_dictionary_path_is_jiebas_own_cut():
+    """names_zh computes jieba's most probable dictionary path itself (faster); the words must be jieba's."""
+    import jieba
+
+    from tamer.protection.names_zh import tokenize
+
+    for text in ("联系人：王小明，电话 021-62345678，住址上海市浦东新区世纪大道100号", "我把王国的李子张开放在一张纸上。",
+                 "收件人张伟，寄到北京市朝阳区建国路88号SOHO现代城2号楼1单元1201室 abc  x\r\n y", "The food was great!",
+                 "据徐海燕说，本报告由张兰英应要求编写，黄金周去张家界。", ""):
+        assert list(tokenize(text)) == [(w, a) for w, a, _ in jieba.tokenize(text)]
+
+
 def test_english_and_german_names_and_addresses():
     assert _found("Yesterday Mr. John Smith met Dr. Anna Weber at 1600 Pennsylvania Ave NW, Washington, DC 20500.") == [
         ("person", "John Smith"), ("person", "Anna Weber"),

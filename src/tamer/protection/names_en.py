@@ -217,6 +217,11 @@ TRAILS TRL TRAILER TRLR TUNNEL TUNL TURNPIKE TPKE UNDERPASS UPAS UNION UNIONS UN
 VIEWS VW VILLAGE VILLAGES VLG VILLE VL VISTA VIS WALK WALKS WALL WAY WAYS WY WELL WELLS WL APT SUITE STE UNIT""".split())
 _STATE_ZIP = re.compile(r"\b[A-Z]{2},?\s\d{5}(?:-\d{4})?(?![\w-])")
 _TOWN_STATE_ZIP = re.compile(r"(?:,?\s[A-Z][A-Za-z.'-]{1,30}){0,3},?\s[A-Z]{2},?\s\d{5}(?:-\d{4})?(?![\w-])")
+# a US address written out in full, from the house number over a USPS street suffix (and an Apt / Suite) to the town,
+# a state code and a ZIP code: it needs no CRF to say where it starts and ends (the CRF reads the rest)
+_US_FULL = re.compile(r"\d{1,6}[A-Za-z]?\s(?:[NSEW]\.?\s)?(?:[A-Z][A-Za-z'.-]{1,30}\s){1,3}([A-Z][a-z]{1,15})\.?"
+                      r"(?:\s(?:[NSEW]|NE|NW|SE|SW))?(?:,?\s(?:Apt\.?|Suite|Ste\.?|Unit|#)\s?[A-Za-z0-9-]{1,6})?"
+                      r",?\s(?:[A-Z][A-Za-z'.-]{1,30}\s){0,2}[A-Z][A-Za-z'.-]{1,30},?\s([A-Z]{2}),?\s\d{5}(?:-\d{4})?(?![\w-])")
 _CRF_EVERY = 128  # at most one usaddress call per this many characters of a line (and 8 more): bounded work
 
 
@@ -238,6 +243,11 @@ def addresses(text: str, de: bool = False) -> list[Span]:
     last, budget = 0, 8 + len(text) // _CRF_EVERY
     for m in _US_ANCHOR.finditer(text):
         if m.start() < last:
+            continue
+        full = _US_FULL.match(text, m.start())
+        if full and full.group(1).upper() in _USPS and full.group(2) in _STATES:
+            out.append(full.span())
+            last = full.end()
             continue
         end = _worth_parsing(text, m.start())
         if not end:

@@ -14,6 +14,7 @@ own cache folder (XDG_CACHE_HOME/tamer/jieba, created owner-only), never into th
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -30,7 +31,7 @@ SURNAMES = set(
     "蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂"
     "全佟应臧闵苟邬边卞姬师仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩佘池查麻苑迟邝封谈匡鞠惠荆乐冀郁胥班储栗燕楚鄢劳谌"
     "奚皮粟冼蔺楼闻厉伊仝郜阚权帅屠朴练廉禹井祖漆巴丰支卿狄计索宣晋初扈晁芮普阙浦戈伏鹿薄邸雍辜羊乌母裘亓修邰赫"
-    "阎赖邝巫杭况宿鲜印逯隆茹诸慕危亢嵇湛宾戎勾茅揭尉冶斯束檀阴昝智奉植衡富尧")
+    "阎赖邝巫杭况宿鲜印逯隆茹诸慕危亢嵇湛宾戎勾茅揭尉冶斯束檀阴昝智奉植衡富尧萧洪战居盖敬")
 # characters that are surnames but far more often ordinary words: taken as a surname only beside a cue or a title
 CUED_SURNAMES = set("官明和时平国海花云相位门强原来信利都文万成向安")
 COMPOUND_SURNAMES = {"欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "长孙", "宇文", "司徒",
@@ -61,6 +62,7 @@ _ALNUM = re.compile(r"[A-Za-z0-9]{1,8}(?:-[A-Za-z0-9]{1,6})?")
 # a clause is cut only if it holds one of these (a surname, an address character, a cue's first character)
 _GATE = re.compile("[" + "".join(sorted(SURNAMES | {s[0] for s in COMPOUND_SURNAMES} | set("省市区县镇乡路街巷号栋室")
                                         | {c[0] for c in CUES | ADDRESS_CUES})) + "]")
+_NAME_START = frozenset(SURNAMES | CUED_SURNAMES | {s[0] for s in COMPOUND_SURNAMES})
 _POSTCODE = re.compile(r"\s?\d{6}(?!\d)")
 _lock = threading.Lock()
 _state: dict = {}
@@ -87,8 +89,69 @@ def _jieba():
                 logging.getLogger("jieba").setLevel(logging.ERROR)
                 jieba.dt.tmp_dir = str(_cache_dir())
                 jieba.dt.initialize()
-                _state.update(tags=jieba.posseg.dt.word_tag_tab, freq=jieba.dt.FREQ, tokenize=jieba.dt.tokenize)
+                import jieba.finalseg
+
+                _state.update(tags=jieba.posseg.dt.word_tag_tab, freq=jieba.dt.FREQ, tokenize=jieba.dt.tokenize,
+                              hmm=jieba.finalseg.cut, logtotal=math.log(jieba.dt.total))
     return _state["tokenize"], _state["tags"], _state["freq"]
+
+
+_BLOCK = re.compile(r"([\u4E00-\u9FD5a-zA-Z0-9+#&._%\-]+)")  # the blocks jieba cuts (its re_han_default)
+_SKIP = re.compile(r"(\r\n|\s)")
+_LOGP: dict[str, float] = {}  # word -> log probability in jieba's dictionary, computed once per word
+
+
+def _route(block: str, freq: dict, logtotal: float) -> list[int]:
+    """For each start, the end of the word on the most probable path through jieba's dictionary (the maximum of
+    jieba's own get_DAG + calc, in one backward pass with the logarithms cached: the same cut, in less time)."""
+    n = len(block)
+    best, end = [0.0] * (n + 1), [0] * (n + 1)
+    for k in range(n - 1, -1, -1):
+        top, arg, i, frag = None, k, k, block[k]
+        while i < n and frag in freq:
+            if freq[frag]:
+                lp = _LOGP.get(frag)
+                if lp is None:
+                    lp = _LOGP[frag] = math.log(freq[frag]) - logtotal
+                v = lp + best[i + 1]
+                if top is None or v >= top:  # ties go to the longer word, as in jieba
+                    top, arg = v, i
+            i += 1
+            frag = block[k:i + 1]
+        if top is None:  # no dictionary word starts here: the character alone, at jieba's count of 1
+            top = -logtotal + best[k + 1]
+        best[k], end[k] = top, arg + 1
+    return end
+
+
+def tokenize(clause: str):
+    """(word, start) exactly as jieba.dt.tokenize(clause, HMM=True) gives them: jieba's blocks, the most probable
+    dictionary path, and jieba's HMM (finalseg) on each run of single characters the dictionary does not hold."""
+    _jieba()
+    freq, hmm, logtotal = _state["freq"], _state["hmm"], _state["logtotal"]
+    pos = 0
+    for block in _BLOCK.split(clause):
+        if block and not _BLOCK.fullmatch(block):
+            for w in (w for part in _SKIP.split(block) for w in ([part] if _SKIP.fullmatch(part) else part)):
+                yield w, pos
+                pos += len(w)
+        if not block or not _BLOCK.fullmatch(block):
+            continue
+        end, x, n, buf = _route(block, freq, logtotal), 0, len(block), ""
+        while x <= n:
+            y = end[x] if x < n else n + 1
+            if y - x == 1 and x < n:
+                buf += block[x]
+                x = y
+                continue
+            for w in (buf if len(buf) == 1 or buf and freq.get(buf) else hmm(buf) if buf else ()):
+                yield w, pos
+                pos += len(w)
+            buf = ""
+            if x < n:
+                yield block[x:y], pos
+                pos += y - x
+            x = y
 
 
 def segment(clause: str) -> tuple[tuple[str, str, int], ...]:
@@ -103,8 +166,9 @@ def segment(clause: str) -> tuple[tuple[str, str, int], ...]:
 
 
 def _segment(clause: str, hmm: bool = True) -> tuple[tuple[str, str, int], ...]:
-    tokenize, tags, freq = _jieba()
-    return tuple((w, tags.get(w, "?") if freq.get(w) else "?", a) for w, a, _ in tokenize(clause, HMM=hmm))
+    jieba_tokenize, tags, freq = _jieba()
+    words = tokenize(clause) if hmm else ((w, a) for w, a, _ in jieba_tokenize(clause, HMM=False))
+    return tuple((w, tags.get(w, "?") if freq.get(w) else "?", a) for w, a in words)
 
 
 _LONG = 512
@@ -157,15 +221,35 @@ def persons(text: str) -> list[Span]:
     return out
 
 
-_GLUED = set("由请让被把给向跟和与叫对替帮找问将")  # a one-character word jieba's HMM may glue to a name after it
+_GLUED = set("由请让被把给向跟和与叫对替帮找问将据")  # a one-character word jieba's HMM may glue to a name after it
+# a one-character word the HMM may glue to a name before it (据张伟说, 由石晶应要求, 王芳等人); the short set may also
+# end a two-character new word (向萍说), the long one only a word longer than any name (邓秀兰应)
+_TAIL_SHORT = set("说把被的将")
+_TAIL = _TAIL_SHORT | set("应等在和与是为也都就已又还从向跟给对讲称")
+# words that take a person after them, for a two-character name jieba's dictionary holds (由金平签字, 感谢王平的)
+_TAKERS = {"由", "感谢", "谢谢", "转告", "通知", "联系", "找", "问", "跟", "和", "与", "同", "叫", "让", "据", "交给",
+           "转交", "嘱咐", "委托", "邀请", "拜访", "采访"}
 
 
 def _unglued(words):
-    """由莫冬梅 -> 由 / 莫冬梅, 请周 -> 请 / 周: a preposition or verb the HMM joined to the surname that follows it."""
+    """由莫冬梅 -> 由 / 莫冬梅, 请周 -> 请 / 周: a preposition or verb the HMM joined to the surname that follows it;
+    邓秀兰应 -> 邓秀兰 / 应, 王磊应 / 要求 -> 王磊 / 应 (a verb follows), 张兰 / 英应 -> 张兰英 / 应, 徐海 / 燕说 -> 徐海燕 / 说: a function word or verb joined to the
+    name before it."""
     out = []
-    for word, tag, start in words:
+    for k, (word, tag, start) in enumerate(words):
         if len(word) >= 2 and word[0] in _GLUED and tag in ("?", "nr") and _surname_len(word[1:]) and _is_han(word):
-            out += [(word[0], "p", start), (word[1:], "?" if len(word) > 2 else "nr", start + 1)]
+            out.append((word[0], "p", start))
+            word, tag, start = word[1:], "?" if len(word) > 2 else "nr", start + 1
+        prev = out[-1] if out else None
+        sl = _surname_len(word)
+        if sl and tag == "?" and _is_han(word) and (len(word) > sl + 2 and len(word) <= sl + 3 and word[-1] in _TAIL
+                                                    or len(word) == sl + 2 and (word[-1] in _TAIL_SHORT or word[-1] in _TAIL
+                                                        and k + 1 < len(words) and words[k + 1][1] in ("v", "vn", "p", "d"))):
+            out += [(word[:-1], "?", start), (word[-1], "v", start + len(word) - 1)]
+        elif prev and tag == "?" and len(word) == 2 and word[1] in _TAIL and _is_han(word) and prev[1] in ("?", "ns", "nr") \
+                and len(prev[0]) == _surname_len(prev[0]) + 1 and _is_han(prev[0]):
+            out[-1] = (prev[0] + word[0], "?", prev[2])
+            out.append((word[1], "v", start + 1))
         else:
             out.append((word, tag, start))
     return out
@@ -177,6 +261,9 @@ def _persons_in(words) -> list[Span]:
     n, i = len(words), 0
     while i < n:
         word, tag, start = words[i]
+        if word[0] not in _NAME_START:  # every name below starts with a surname: most words are skipped here
+            i += 1
+            continue
         prev = words[i - 1][0] if i else ""
         prev2 = words[i - 2][0] if i > 1 and _PUNCT.fullmatch(prev or " ") else ""
         cued = prev in CUES or prev2 in CUES or prev.endswith(("叫", "是")) and prev in ("我叫", "叫", "名叫")
@@ -188,25 +275,39 @@ def _persons_in(words) -> list[Span]:
         sl = _surname_len(word, cued or titled)
         if k:
             span = (start, start + k)
+            if k == 1 and prev in SURNAMES and words[i - 1][2] + 1 == start and words[i - 1][1] in ("nr", "?"):
+                span = (start - 1, start + 1)  # 李 / 林先生: a two-character name cut before its given name
         elif sl and _is_han(word) and sl < len(word) <= sl + 2 and not word.endswith(_ADMIN + _STREET + _BUILDING):
             # a whole word that starts with a surname: a name if jieba does not know it (an HMM new word) or tags
             # it as one of three characters, or if a cue or a title is beside it (李子 and 张开 are nr in jieba's
             # dictionary too, so a two-character nr word needs context)
-            if tag == "?" or tag.startswith("nr") and len(word) >= 3 and _rare(word) or cued or titled:
+            took = prev in _TAKERS and tag.startswith("nr") and len(word) == sl + 1 and (
+                not nxt or ntag in ("v", "uj", "p", "vn", "d", "m", "c", "t") or _PUNCT.fullmatch(nxt) is not None)
+            # 丁冬 / 梅, 徐海 / 燕: a three-character name cut after its second character
+            split3 = len(word) == sl + 1 and tag in ("nr", "ns", "?") and len(nxt) == 1 and ntag in ("nr", "?") \
+                and _given_like(nxt, ntag)
+            if tag == "?" or tag.startswith("nr") and len(word) >= 3 and _rare(word) or cued or titled or took \
+                    or split3:
                 span = (start, start + len(word))
-                if len(word) == sl + 1 and _given_like(nxt, ntag) and len(nxt) == 1 and ntag == "?":
+                if len(word) == sl + 1 and _given_like(nxt, ntag) and len(nxt) == 1 and ntag in ("?", "nr"):
                     span = (start, start + len(word) + 1)  # 张 / 晓 / 明 cut too finely
                     i += 1
             elif tag.startswith("nr") and weak and _given_like(nxt, ntag) is False and nxt in TITLES:
                 span = (start, start + len(word))
         elif sl == len(word) and _given_like(nxt, ntag) and (not prev or prev[-1] not in "一二三四五六七八九十两几每这那第"):
             # a surname word followed by a given name cut off from it (唐 / 建华, 林 / 海燕)
-            if tag in ("nr", "ng", "j", "?", "nrfg", "nrt") or cued or titled or ntag in ("nr", "nz", "?", "nrt", "nrfg"):
-                after = words[i + 2][0] if i + 2 < n else ""
+            after = words[i + 2][0] if i + 2 < n else ""
+            if tag in ("nr", "ng", "j", "?", "nrfg", "nrt") or cued or titled or ntag in ("nr", "nz", "?", "nrt", "nrfg") \
+                    or after in TITLES:
                 if ntag in ("nr", "nz", "?", "n", "ng", "a", "nrfg", "nrt", "j") or cued or after in TITLES \
                         or tag == "nr":
                     span = (start, start + len(word) + len(nxt))
                     i += 1
+            elif len(nxt) == 2 and len(word) == 1 and ntag in ("nr", "ns", "z", "nz", "nrfg", "nrt") \
+                    and (i + 2 >= n or words[i + 2][1] in ("v", "p", "c", "uj", "d", "ul", "?") and len(words[i + 2][0]) <= 2
+                         or words[i + 2][0] in TITLES or _PUNCT.fullmatch(words[i + 2][0]) is not None):
+                span = (start, start + 3)  # 黄 / 建国 / 签字, 顾 / 婷婷 / 把: a surname jieba read as a word of its own
+                i += 1
             if span is None and (i + 1 < n and words[i + 1][0] in TITLES):
                 span = (start, start + len(word))  # 王 / 先生
         elif sl == len(word) and titled:
@@ -236,6 +337,9 @@ def _role(word: str, tag: str) -> str:
     if word.endswith(_BUILDING) and _is_han(word):
         return "B"
     return ""
+
+
+_role_of = lru_cache(maxsize=65536)(_role)  # words repeat far more than lines do
 
 
 def addresses(text: str) -> list[Span]:
@@ -271,7 +375,7 @@ def _addresses_in(clause: str, words) -> list[Span]:
     words = _merged(words)
     out: list[Span] = []
     n, i = len(words), 0
-    roles = [_role(w, t) for w, t, _ in words]
+    roles = [_role_of(w, t) for w, t, _ in words]
     while i < n:
         if roles[i] not in ("P", "A", "S"):
             i += 1
