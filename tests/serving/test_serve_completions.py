@@ -13,8 +13,8 @@ PROMPT = "the cat sat on"
 
 
 @pytest.fixture(scope="module")
-def lm_server(tiny_lm, key_file):
-    with serve(tiny_lm, auth=True, api_key_file=str(key_file[0]), max_tokens=64) as s:
+def lm_server(lm_artifact, key_file):
+    with serve(lm_artifact, auth=True, api_key_file=str(key_file[0]), max_tokens=64) as s:
         yield s
 
 
@@ -23,11 +23,11 @@ def client(lm_server, key_file):
     return openai.OpenAI(base_url=lm_server.url + "/v1", api_key=key_file[1], max_retries=0)
 
 
-def test_greedy_completion_equals_tamer_predict(client, tiny_lm):
+def test_greedy_completion_equals_tamer_predict(client, lm_artifact):
     out = client.completions.create(model="tamer", prompt=PROMPT, max_tokens=12, temperature=0)
-    local = tamer.predict(tiny_lm, [PROMPT], max_new_tokens=12)[0]
+    local = tamer.predict(lm_artifact, [PROMPT], max_new_tokens=12)[0]
     assert out.choices[0].text == local["generated_text"][len(local["prompt"]):]
-    assert out.model == tiny_lm.id and out.object == "text_completion"
+    assert out.model == lm_artifact.id and out.object == "text_completion"
     assert out.usage.prompt_tokens >= 3 and out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
     if out.choices[0].finish_reason == "length":
         assert out.usage.completion_tokens == 12
@@ -85,10 +85,10 @@ def test_a_wrong_key_is_the_clients_authentication_error(lm_server):
         bad.completions.create(model="tamer", prompt=PROMPT, max_tokens=2)
 
 
-def test_predict_on_a_language_model_continues_each_prompt(lm_server, tiny_lm, key_file):
+def test_predict_on_a_language_model_continues_each_prompt(lm_server, lm_artifact, key_file):
     import httpx
 
     body = httpx.post(lm_server.url + "/v1/predict", json={"inputs": [PROMPT, "the dog"]},
                       headers={"Authorization": f"Bearer {key_file[1]}"}).json()
     assert [p["generated_text"] for p in body["predictions"]] == [
-        r["generated_text"] for r in tamer.predict(tiny_lm, [PROMPT, "the dog"])]
+        r["generated_text"] for r in tamer.predict(lm_artifact, [PROMPT, "the dog"])]

@@ -39,22 +39,22 @@ def _wait(driver, css: str, count: int = 1):
     return driver.find_elements(By.CSS_SELECTOR, css)
 
 
-def test_the_page_shows_the_card_and_a_prediction_with_probabilities(browser, tiny_text, key_file):
+def test_the_page_shows_the_card_and_a_prediction_with_probabilities(browser, text_artifact, key_file):
     from selenium.webdriver.common.by import By
 
     texts = ["great food and service", "rude staff and dirty tables"]
-    with serve(tiny_text, auth=True, api_key_file=str(key_file[0])) as s:
+    with serve(text_artifact, auth=True, api_key_file=str(key_file[0])) as s:
         browser.get(s.url + "/")
         browser.find_element(By.ID, "key").send_keys(key_file[1])
         browser.find_element(By.ID, "load").click()
         card = _wait(browser, "#card tr", 4)
         facts = {r.find_elements(By.TAG_NAME, "td")[0].text: r.find_elements(By.TAG_NAME, "td")[1].text for r in card}
-        assert facts["id"] == tiny_text.id and facts["task"].startswith("text-classification")
+        assert facts["id"] == text_artifact.id and facts["task"].startswith("text-classification")
         assert "test accuracy" in facts
         browser.find_element(By.ID, "input").send_keys("\n".join(texts))
         browser.find_element(By.ID, "submit").click()
         boxes = _wait(browser, ".prediction", 2)
-        local = tamer.predict(tiny_text, texts)
+        local = tamer.predict(text_artifact, texts)
         for box, expected in zip(boxes, local):
             assert box.find_element(By.TAG_NAME, "h3").text.startswith(expected["label"])
             rows = box.find_elements(By.CSS_SELECTOR, "tr.probability")

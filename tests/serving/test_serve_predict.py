@@ -31,11 +31,11 @@ def test_digits_predictions_equal_tamer_predict_flat_or_nested(digits_artifact, 
         assert body["model"] == digits_artifact.id and {p["model"] for p in body["predictions"]} == {digits_artifact.id}
 
 
-def test_text_predictions_equal_tamer_predict(tiny_text):
+def test_text_predictions_equal_tamer_predict(text_artifact):
     texts = ["great food and service", "rude staff", "slow and bland but tasty and fresh"]
-    with serve(tiny_text) as s:
+    with serve(text_artifact) as s:
         body = httpx.post(s.url + "/v1/predict", json={"inputs": texts}).json()
-    _close(body["predictions"], tamer.predict(tiny_text, texts))
+    _close(body["predictions"], tamer.predict(text_artifact, texts))
 
 
 @pytest.mark.parametrize("max_batch_size", [1, 32])
@@ -90,10 +90,10 @@ def test_sealed_artifacts_serve_decrypted_in_memory(digits_artifact, digit_image
     assert card["sealed"] is True and card["id"] == digits_artifact.id
 
 
-def test_many_texts_of_mixed_lengths_keep_their_order(tiny_text):
+def test_many_texts_of_mixed_lengths_keep_their_order(text_artifact):
     """Texts run in length-sorted groups inside a batch; each answer still belongs to its own text."""
     words = "great food slow service rude staff tasty and fresh never again".split()
     texts = [" ".join(words[(i * 3) % len(words):][: 1 + (i * 7) % 9]) or "fine" for i in range(21)]
-    with serve(tiny_text, max_inputs=32) as s:
+    with serve(text_artifact, max_inputs=32) as s:
         body = httpx.post(s.url + "/v1/predict", json={"inputs": texts}).json()
-    _close(body["predictions"], [tamer.predict(tiny_text, [t])[0] for t in texts])
+    _close(body["predictions"], [tamer.predict(text_artifact, [t])[0] for t in texts])

@@ -67,11 +67,11 @@ def test_the_server_follows_a_source_it_polls(digits_artifact, digits_b):
         assert httpx.get(s.url + "/readyz").json()["model"] == digits_b.id
 
 
-def test_a_reload_that_cannot_load_keeps_the_old_model(digits_artifact, tiny_text, key_file, tmp_path):
+def test_a_reload_that_cannot_load_keeps_the_old_model(digits_artifact, text_artifact, key_file, tmp_path):
     with serve(digits_artifact, auth=True, api_key_file=str(key_file[0])) as s:
         missing = httpx.post(s.url + "/admin/reload", json={"artifact": str(tmp_path / "none")},
                              headers=_admin(key_file))
-        other_task = httpx.post(s.url + "/admin/reload", json={"artifact": str(tiny_text.path)},
+        other_task = httpx.post(s.url + "/admin/reload", json={"artifact": str(text_artifact.path)},
                                 headers=_admin(key_file))
         bad_body = httpx.post(s.url + "/admin/reload", json={"path": "x"}, headers=_admin(key_file))
         ready = httpx.get(s.url + "/readyz").json()

@@ -87,8 +87,8 @@ TEXT_CASES = [
 
 
 @pytest.mark.parametrize("name,body,status,words", TEXT_CASES, ids=[c[0] for c in TEXT_CASES])
-def test_bad_text_inputs(tiny_text, name, body, status, words):
-    with serve(tiny_text, max_text_chars=100) as s:
+def test_bad_text_inputs(text_artifact, name, body, status, words):
+    with serve(text_artifact, max_text_chars=100) as s:
         r = httpx.post(s.url + "/v1/predict", json=body)
         assert r.status_code == status and words in r.json()["error"]["message"]
         assert httpx.post(s.url + "/v1/predict", json={"inputs": ["fine food"]}).status_code == 200

@@ -36,27 +36,23 @@ def off_reason() -> str | None:
             "installed (pip install 'tamer[ner]')")
 
 
-def persons(text: str, lang: tuple[str, ...], taken) -> list[tuple[int, int]]:
+def _found(kind: str, text: str, lang: tuple[str, ...]) -> list[tuple[int, int]]:
+    """The spans of `kind` (persons or addresses) the Chinese and the English / German detectors find."""
     out = []
     if "zh" in lang:
-        from .names_zh import persons as zh
+        from . import names_zh
 
-        out += zh(text)
+        out += getattr(names_zh, kind)(text)
     if "en" in lang or "de" in lang:
-        from .names_en import persons as en
+        from . import names_en
 
-        out += en(text, de="de" in lang)
+        out += getattr(names_en, kind)(text, de="de" in lang)
     return out
+
+
+def persons(text: str, lang: tuple[str, ...], taken) -> list[tuple[int, int]]:
+    return _found("persons", text, lang)
 
 
 def addresses(text: str, lang: tuple[str, ...], taken) -> list[tuple[int, int]]:
-    out = []
-    if "zh" in lang:
-        from .names_zh import addresses as zh
-
-        out += zh(text)
-    if "en" in lang or "de" in lang:
-        from .names_en import addresses as en
-
-        out += en(text, de="de" in lang)
-    return out
+    return _found("addresses", text, lang)
