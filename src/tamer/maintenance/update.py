@@ -27,8 +27,9 @@ class UpdateConfig:
     epochs: int | None = option(None, "fine-tuning epochs over the new data (default: the task's, at most 5)")
     lr: float | None = option(None, "fine-tuning learning rate (default: half the task's)")
     replay: float = option(0.5, "fraction of the champion's own training split mixed into the challenger's training data")
-    significance: float = option(0.05, "classifiers: the challenger must be right where the champion is wrong more "
-                                       "often than the reverse, one-sided exact McNemar p <= this (1 = off)")
+    significance: float = option(0.2, "classifiers: the challenger must be right where the champion is wrong more "
+                                      "often than the reverse, one-sided exact McNemar p <= this (1 = off; 0.05 for "
+                                      "the textbook level, which a few hundred held-out examples rarely reach)")
     min_gain: float = option(0.0, "the challenger's metric on all held-out data must exceed the champion's by this much")
     max_forgetting: float = option(0.02, "the most the challenger may lose on the champion's old test split")
     seed: int = option(0, "seed for the new data's split, the replay sample and training")
