@@ -105,7 +105,14 @@ def note(text: str) -> None:
 
 
 def model_device(model: nn.Module) -> torch.device:
-    """Where `model`'s weights are: its first parameter's or buffer's device (cpu for a model with neither)."""
+    """Where `model`'s weights are: its first parameter's or buffer's device (cpu for a model with neither). A
+    wrapped model (`compression.compiled(model)`, a function that `functools.wraps` it) or a bound method of one is
+    looked through."""
+    while not isinstance(model, nn.Module) and hasattr(model, "__wrapped__"):
+        model = model.__wrapped__
+    model = getattr(model, "__self__", model)
+    if not isinstance(model, nn.Module):
+        return torch.device("cpu")
     for tensor in model.parameters():
         return tensor.device
     for tensor in model.buffers():

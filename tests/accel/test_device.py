@@ -141,3 +141,22 @@ def test_every_model_verb_runs_on_cuda(digits_artifact, tmp_path):
     child = tamer.harden(digits_artifact, method="pgd", epsilon=0.1, epochs=1, limit=50, out=tmp_path / "h",
                          progress=False, device="cuda")
     assert child.report.cost["device"].startswith("cuda")
+
+
+def test_model_device_looks_through_a_wrapped_model_and_a_bound_method():
+    """`compression.compiled(model)` returns a function that functools.wraps the model; Task.forward asks where it is."""
+    import functools
+
+    import torch
+
+    from tamer.device import model_device
+
+    model = torch.nn.Linear(2, 2, device="meta")
+
+    @functools.wraps(model)
+    def run(*args):
+        return model(*args)
+
+    assert model_device(run) == torch.device("meta")
+    assert model_device(model.forward) == torch.device("meta")
+    assert model_device(lambda x: x) == torch.device("cpu")
