@@ -13,15 +13,18 @@ from torch.utils.data import ConcatDataset, Subset
 
 from .artifact import Artifact, save_artifact
 from .errors import UsageError, refuse_existing
-from .maintenance.update import Gate, UpdateConfig, UpdateReport, mcnemar_p, parse_rule, standing_gates
+from .maintenance.update import Gate, UpdateConfig, UpdateReport, mcnemar_p, standing_gates
 
 
-def recipe_gates(path: str | None) -> list[Gate]:
-    """Every gate of a recipe's stages, as rules the challenger must pass (metrics it does not report are failed,
-    not skipped, so a gate is never silently dropped)."""
+def recipe_checks(path: str | None) -> tuple[list[Gate], dict[str, Any] | None]:
+    """A recipe's gates, every stage's, as rules the challenger must pass (a metric it does not report fails its
+    gate, so none is silently dropped), and the options of its attack stage, with which the challenger's
+    robust_accuracy is measured (None when it has none)."""
     if not path:
-        return []
+        return [], None
     import yaml
+
+    from .gates import parse_gate
 
     try:
         recipe = yaml.safe_load(Path(path).read_text())
@@ -32,25 +35,14 @@ def recipe_gates(path: str | None) -> list[Gate]:
     stages = recipe.get("stages") if isinstance(recipe, dict) else None
     if not isinstance(stages, list):
         raise UsageError(f"--recipe {path!r} has no list of stages; see `tamer run --help` for the recipe format.")
-    gates = []
-    for i, stage in enumerate(stages):
-        if isinstance(stage, dict) and isinstance(stage.get("gate"), dict):
-            verb = next((k for k in stage if k not in ("gate", "name")), f"stage {i}")
-            gates += [parse_rule(metric, rule, f"recipe stage {verb}") for metric, rule in stage["gate"].items()]
-    return gates
-
-
-def recipe_attack(path: str | None) -> dict[str, Any] | None:
-    """The options of the recipe's attack stage, when it has one: the challenger's robust accuracy is measured with
-    them (a gate on robust_accuracy needs it)."""
-    if not path:
-        return None
-    import yaml
-
-    for stage in (yaml.safe_load(Path(path).read_text()) or {}).get("stages", []):
-        if isinstance(stage, dict) and "attack" in stage:
-            return dict(stage["attack"] or {})
-    return None
+    gates, attack = [], None
+    for i, stage in enumerate(s for s in stages if isinstance(s, dict)):
+        verb = next((k for k in stage if k not in ("gate", "name")), f"stage {i}")
+        source = f"recipe stage {verb}"
+        gates += [Gate(metric, op, threshold, source) for metric, op, threshold in parse_gate(stage.get("gate"), source)]
+        if verb == "attack" and attack is None:
+            attack = dict(stage["attack"] or {})
+    return gates, attack
 
 
 def held_out(new_test, old_test) -> dict[str, Any]:
@@ -146,7 +138,7 @@ def update(config: UpdateConfig, registry, *, attack=None, out: str | Path | Non
         raise UsageError("tamer update needs --data NEW_DATA (a data file in the champion's task format).")
     if not Path(config.data).is_file():
         raise UsageError(f"--data {config.data!r} does not exist; give the new data file.")
-    gates_from_recipe, attack_options = recipe_gates(config.recipe), recipe_attack(config.recipe)
+    gates_from_recipe, attack_options = recipe_checks(config.recipe)
     champion = Artifact.load(registry.resolve(config.alias)["path"])
     report = UpdateReport(alias=config.alias, task=champion.task, data=config.data, champion=champion.id,
                           champion_path=str(champion.path), options=dataclasses.asdict(config))

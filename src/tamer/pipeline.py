@@ -5,46 +5,22 @@ import dataclasses
 import datetime as _dt
 import html
 import json
-import operator
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from .artifact import Artifact
 from .cost import add_up
 from .errors import GateFailed, TamerError, UsageError, refuse_existing
+from .gates import OPS, parse_gate
 from .report import Report, table_html, write_page
 from .stages import STAGES, Context, Stage, plaintext_artifacts
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne}
-_GATE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.eE+-]+)\s*$")
-
-
-def parse_gate(gate: Any, where: str) -> list[tuple[str, str, float]]:
-    if gate is None:
-        return []
-    if not isinstance(gate, dict):
-        raise UsageError(f"{where}: gate {gate!r} is not accepted; write it as a mapping like {{accuracy: '>= 0.95'}}.")
-    out = []
-    for metric, rule in gate.items():
-        if isinstance(rule, bool):  # `drift: false`: the metric must equal 0 (false) or 1 (true)
-            out.append((str(metric), "==", float(rule)))
-            continue
-        m = _GATE.match(str(rule))
-        if not m:
-            raise UsageError(f"{where}: gate rule {rule!r} for {metric!r} is not accepted; write an operator "
-                             f"({', '.join(_OPS)}) and a number, like '>= 0.95'.")
-        out.append((str(metric), m.group(1), float(m.group(2))))
-    return out
-
 
 def judge(stage: str, gates: list[tuple[str, str, float]], metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """Each gate against the metrics: {metric, op, threshold, value, passed}; a metric not reported is an error."""
@@ -53,7 +29,7 @@ def judge(stage: str, gates: list[tuple[str, str, float]], metrics: dict[str, An
         if metric not in metrics:
             raise UsageError(f"stage {stage}: gate metric {metric!r} is not reported; available: {', '.join(sorted(metrics))}.")
         checked.append({"metric": metric, "op": op, "threshold": threshold, "value": float(metrics[metric]),
-                        "passed": bool(_OPS[op](float(metrics[metric]), threshold))})
+                        "passed": bool(OPS[op](float(metrics[metric]), threshold))})
     return checked
 
 

@@ -4,17 +4,13 @@ composed in the api layer (tamer/api_update.py) from the one training loop; this
 from __future__ import annotations
 
 import html
-import operator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..config import check
 from ..config import field as option
-from ..errors import UsageError
+from ..gates import OPS
 from ..report import Report, figure_html, table_html
-
-OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
-
 
 @dataclass(frozen=True)
 class UpdateConfig:
@@ -64,21 +60,6 @@ class Gate:
     def sentence(self) -> str:
         shown = "not measured" if self.value is None else f"{self.value:.4g}"
         return f"{self.metric} {shown} {'passes' if self.passed else 'fails'} {self.op} {self.threshold:.4g} ({self.source})"
-
-
-def parse_rule(metric: str, rule: Any, source: str) -> Gate:
-    """`'>= 0.95'` -> Gate; a bare number means `>=`."""
-    if isinstance(rule, (int, float)) and not isinstance(rule, bool):
-        return Gate(metric, ">=", float(rule), source)
-    text = str(rule).strip()
-    for op in sorted(OPS, key=len, reverse=True):
-        if text.startswith(op):
-            try:
-                return Gate(metric, op, float(text[len(op):]), source)
-            except ValueError:
-                break
-    raise UsageError(f"{source}: gate rule {rule!r} for {metric!r} is not accepted; write an operator and a number, "
-                     f"e.g. '>= 0.95'.")
 
 
 def mcnemar_p(champion_right, challenger_right) -> float:
