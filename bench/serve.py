@@ -108,48 +108,95 @@ class Server:
         return self.proc.returncode
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection on raw asyncio streams: the load generator shares the 2 cores with the
+    server it measures, so it spends as little CPU per request as it can (httpx's client costs about 1 ms of CPU a
+    request, a fifth of what a batched MiniLM input does). Every server is measured through the same client."""
+
+    def __init__(self, url: str):
+        rest = url.split("://", 1)[1]
+        self.hostport, self.path = rest.split("/", 1)[0], "/" + rest.split("/", 1)[1]
+        self.reader = self.writer = None
+
+    async def post(self, body: dict, headers: dict) -> tuple[int, dict]:
+        if self.writer is None:
+            host, port = self.hostport.rsplit(":", 1)
+            self.reader, self.writer = await asyncio.open_connection(host, int(port))
+        data = json.dumps(body).encode()
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.writer.write(f"POST {self.path} HTTP/1.1\r\nHost: {self.hostport}\r\nContent-Type: application/json\r\n"
+                          f"{head}Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("the server closed the connection")
+        length, close = 0, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection" and value.strip().lower() == "close":
+                close = True
+            elif name == "transfer-encoding":
+                raise ConnectionError("chunked answers are not expected here")
+        payload = await self.reader.readexactly(length)
+        if close:
+            await self.close()
+        return int(status_line.split()[1]), json.loads(payload) if payload else {}
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
 async def _load(url: str, texts: list[str], n: int, concurrency: int, headers: dict, during=None) -> dict:
-    """n requests (one text each) from `concurrency` loops; `during(i)` is awaited as request i is sent."""
+    """n requests (one text each) from `concurrency` loops, each on its own keep-alive connection; `during(i)` is
+    awaited as request i is sent."""
     latencies, codes, models = [], {}, {}
     counter = iter(range(n))
 
-    async def worker(client):
+    async def worker():
+        conn = Connection(url)
         for i in counter:
             if during is not None:
                 await during(i)
             t = time.perf_counter()
             try:
-                r = await client.post(url, json={"inputs": [texts[i % len(texts)]]}, headers=headers)
-                code = r.status_code
+                code, body = await conn.post({"inputs": [texts[i % len(texts)]]}, headers)
                 if code == 200:
-                    body = r.json()
                     models[body.get("model")] = models.get(body.get("model"), 0) + 1
-            except httpx.HTTPError as exc:
+            except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
                 code = type(exc).__name__
+                await conn.close()
             latencies.append(time.perf_counter() - t)
             codes[code] = codes.get(code, 0) + 1
+        await conn.close()
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        wall = time.perf_counter() - start
+    cpu, start = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - start
     q = statistics.quantiles(latencies, n=100)
     return {"requests": n, "throughput": n / wall, "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000,
             "errors": sum(v for k, v in codes.items() if k != 200), "codes": {str(k): v for k, v in codes.items()},
-            "models": models}
+            "models": models, "client_cpu_ms_per_request": (time.process_time() - cpu) / n * 1000}
 
 
 def single_latency(url: str, texts: list[str], headers: dict, n: int = 30) -> float:
-    with httpx.Client(timeout=60) as client:
+    """Median latency of one request at a time (no queueing, no batching partner), through the same client."""
+    async def run() -> float:
+        conn, times = Connection(url), []
         for t in texts[:3]:
-            client.post(url, json={"inputs": [t]}, headers=headers)
-        times = []
+            await conn.post({"inputs": [t]}, headers)
         for t in texts[:n]:
             start = time.perf_counter()
-            client.post(url, json={"inputs": [t]}, headers=headers).raise_for_status()
+            code, _ = await conn.post({"inputs": [t]}, headers)
+            if code != 200:
+                raise RuntimeError(f"{url} answered {code}")
             times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        await conn.close()
+        return statistics.median(times) * 1000
+    return asyncio.run(run())
 
 
 def measure(url: str, texts, args, headers=None) -> dict:
@@ -229,7 +276,10 @@ def main() -> None:
     ap.add_argument("--lm-tokens", type=int, default=64)
     ap.add_argument("--lm-epochs", type=int, default=10)
     ap.add_argument("--litserve-python", default="/work/venv-litserve/bin/python")
+    ap.add_argument("--parts", default="swap,litserve,lm", help="what to run besides plain vs tamer: a comma list of "
+                                                                "swap, litserve, lm (or none)")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     work = Path(tempfile.mkdtemp(prefix="tamer-bench-serve-"))
     lines, art, swap = texts_and_model(args, work)
     keys = work / "keys"
@@ -265,12 +315,15 @@ def main() -> None:
                     r = await done["task"]
                     rows["swap_reload"] = {"status": r.status_code, **r.json()}
 
-        rows["swap"] = asyncio.run(_load(server.url + "/v1/predict", lines, args.swap_requests, args.concurrency, auth,
-                                         swap_at))
+        if "swap" in parts:
+            rows["swap"] = asyncio.run(_load(server.url + "/v1/predict", lines, args.swap_requests, args.concurrency, auth,
+                                             swap_at))
     finally:
         rows["tamer_exit"] = server.stop()
 
-    if Path(args.litserve_python).exists():
+    if "litserve" not in parts:
+        rows["litserve"] = "not run (--parts)"
+    elif Path(args.litserve_python).exists():
         (work / "litserve_peer.py").write_text(LITSERVE)
         peer = Server([args.litserve_python, str(work / "litserve_peer.py"), str(art.path), str(args.max_batch_size),
                        str(args.max_wait_ms / 1000)], args.threads, "/health")
@@ -280,7 +333,8 @@ def main() -> None:
             peer.stop(signal.SIGINT)  # LitServe stops its workers on Ctrl-C
     else:
         rows["litserve"] = f"skipped: {args.litserve_python} is missing (see this script's docstring)"
-    rows["lm"] = lm_rows(args, work, lines)
+    if "lm" in parts:
+        rows["lm"] = lm_rows(args, work, lines)
     report(rows, args)
 
 
@@ -306,13 +360,16 @@ def report(rows: dict, args) -> None:
     print(f"\nsingle-request latency: plain {rows['single_ms']:.1f} ms, tamer {rows['tamer_single_ms']:.1f} ms; "
           f"tamer p99 {t['p99_ms']:.1f} ms vs max-wait + 2 x single = {bound:.1f} ms "
           f"({'within' if t['p99_ms'] <= bound else 'over'})")
-    s = rows["swap"]
-    print(f"hot swap: {s['requests']} requests at concurrency {rows['concurrency']}, reload {rows.get('swap_reload')}: "
-          f"{s['errors']} errors, answers by model {s['models']}, p99 {s['p99_ms']:.1f} ms; exit code {rows['tamer_exit']}")
-    lm = rows["lm"]
-    print(f"causal-lm tiny, {lm['tokens']} tokens greedy (same text: {lm['same_text']}): served stream TTFT "
-          f"{lm['served']['ttft_ms']:.1f} ms, {lm['served']['tokens_per_s']:.1f} tok/s; direct generate loop TTFT "
-          f"{lm['direct']['ttft_ms']:.1f} ms, {lm['direct']['tokens_per_s']:.1f} tok/s")
+    s = rows.get("swap")
+    if s:
+        print(f"hot swap: {s['requests']} requests at concurrency {rows['concurrency']}, reload {rows.get('swap_reload')}: "
+              f"{s['errors']} errors, answers by model {s['models']}, p99 {s['p99_ms']:.1f} ms; exit code "
+              f"{rows['tamer_exit']}")
+    lm = rows.get("lm")
+    if lm:
+        print(f"causal-lm tiny, {lm['tokens']} tokens greedy (same text: {lm['same_text']}): served stream TTFT "
+              f"{lm['served']['ttft_ms']:.1f} ms, {lm['served']['tokens_per_s']:.1f} tok/s; direct generate loop TTFT "
+              f"{lm['direct']['ttft_ms']:.1f} ms, {lm['direct']['tokens_per_s']:.1f} tok/s")
 
 
 if __name__ == "__main__":

@@ -97,3 +97,21 @@ def test_bad_text_inputs(text_artifact, name, body, status, words):
 def test_completions_on_a_classifier_is_a_404_naming_predict(digits_server):
     r = httpx.post(digits_server.url + "/v1/completions", json={"prompt": "hi"})
     assert r.status_code == 404 and "/v1/predict" in r.json()["error"]["message"]
+
+
+def test_a_failing_model_is_one_500_in_the_api_shape_and_the_server_goes_on(digits_artifact, digit_images,
+                                                                            monkeypatch):
+    """Not bad input: the model itself raises. The answer is a 500 with a message naming the error kind (not its
+    text, which may hold data), the metrics count it, and the next request is answered by the working model."""
+    import tamer.serving.app as app_module
+
+    body = {"inputs": [digit_images[0].tolist()]}
+    with serve(digits_artifact) as s:
+        with monkeypatch.context() as m:
+            m.setattr(app_module, "run_inputs", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("secret 42")))
+            r = httpx.post(s.url + "/v1/predict", json=body)
+        assert r.status_code == 500
+        error = r.json()["error"]
+        assert "RuntimeError" in error["message"] and "secret" not in error["message"] and error["code"] == 500
+        assert 'tamer_errors_total{code="500",route="/v1/predict"}' in httpx.get(s.url + "/metrics").text
+        assert httpx.post(s.url + "/v1/predict", json=body).status_code == 200
