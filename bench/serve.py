@@ -199,13 +199,14 @@ def single_latency(url: str, texts: list[str], headers: dict, n: int = 30) -> fl
     return asyncio.run(run())
 
 
-def measure(url: str, texts, args, headers=None) -> dict:
-    asyncio.run(_load(url, texts, 2 * args.concurrency, args.concurrency, headers or {}))  # warm-up
-    return asyncio.run(_load(url, texts, args.requests, args.concurrency, headers or {}))
+def measure(url: str, texts, args, headers=None, concurrency: int | None = None) -> dict:
+    c = concurrency or args.concurrency
+    asyncio.run(_load(url, texts, 2 * c, c, headers or {}))  # warm-up
+    return asyncio.run(_load(url, texts, max(args.requests * c // args.concurrency, 100), c, headers or {}))
 
 
 def texts_and_model(args, work: Path):
-    lines = [ln.rsplit("\t", 1)[0] for ln in (SENTIMENT / "yelp_labelled.txt").read_text().splitlines() if "\t" in ln]
+    lines = sentiment_lines()
     if args.artifact:
         return lines, tamer.load(args.artifact), tamer.load(args.swap_artifact or args.artifact)
     data = work / "yelp-subset.tsv"
@@ -261,39 +262,26 @@ def lm_rows(args, work: Path, lines: list[str]) -> dict:
             "direct": {"ttft_ms": ttft_direct * 1000, "tokens_per_s": tokens / total_direct}}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--requests", type=int, default=400, help="requests per throughput run")
-    ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--max-batch-size", type=int, default=32)
-    ap.add_argument("--max-wait-ms", type=float, default=5.0)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads of every server")
-    ap.add_argument("--train-lines", type=int, default=400, help="yelp lines the MiniLM models train on (1 epoch)")
-    ap.add_argument("--artifact", help="a MiniLM sentiment artifact to use instead of training one")
-    ap.add_argument("--swap-artifact", help="the artifact the hot swap swaps in (default: a second trained one)")
-    ap.add_argument("--swap-requests", type=int, default=1000)
-    ap.add_argument("--lm-tokens", type=int, default=64)
-    ap.add_argument("--lm-epochs", type=int, default=10)
-    ap.add_argument("--litserve-python", default="/work/venv-litserve/bin/python")
-    ap.add_argument("--parts", default="swap,litserve,lm", help="what to run besides plain vs tamer: a comma list of "
-                                                                "swap, litserve, lm (or none)")
-    args = ap.parse_args()
-    parts = set(args.parts.split(","))
-    work = Path(tempfile.mkdtemp(prefix="tamer-bench-serve-"))
+def sentiment_lines() -> list[str]:
+    return [ln.rsplit("\t", 1)[0] for ln in (SENTIMENT / "yelp_labelled.txt").read_text().splitlines() if "\t" in ln]
+
+
+def serving_rows(args, work: Path, parts: set[str]) -> dict:
+    """Plain FastAPI vs tamer serve at --concurrency (and the --sweep concurrencies), the hot swap, LitServe."""
     lines, art, swap = texts_and_model(args, work)
     keys = work / "keys"
     from tamer.serving import make_api_key
 
     client_key, admin_key = make_api_key(keys, "bench"), make_api_key(keys, "ops", "admin")
     auth = {"Authorization": f"Bearer {client_key}"}
-    rows: dict = {"concurrency": args.concurrency, "max_batch_size": args.max_batch_size,
-                  "max_wait_ms": args.max_wait_ms, "threads": args.threads, "model": art.id}
+    rows: dict = {"model": art.id}
+    sweep = [int(c) for c in args.sweep.split(",") if c] if "sweep" in parts else []
 
     plain = Server([sys.executable, "-c", PLAIN, str(art.path)], args.threads, "/docs")
     try:
         rows["single_ms"] = single_latency(plain.url + "/predict", lines, {})
         rows["plain"] = measure(plain.url + "/predict", lines, args)
+        rows["plain_sweep"] = {c: measure(plain.url + "/predict", lines, args, concurrency=c) for c in sweep}
     finally:
         plain.stop()
 
@@ -304,6 +292,7 @@ def main() -> None:
     try:
         rows["tamer_single_ms"] = single_latency(server.url + "/v1/predict", lines, auth)
         rows["tamer"] = measure(server.url + "/v1/predict", lines, args, auth)
+        rows["tamer_sweep"] = {c: measure(server.url + "/v1/predict", lines, args, auth, concurrency=c) for c in sweep}
 
         async def swap_at(i, done={}):  # noqa: B006 - the swap happens once, from whichever loop reaches the middle
             if i == args.swap_requests // 2 and not done:
@@ -316,8 +305,8 @@ def main() -> None:
                     rows["swap_reload"] = {"status": r.status_code, **r.json()}
 
         if "swap" in parts:
-            rows["swap"] = asyncio.run(_load(server.url + "/v1/predict", lines, args.swap_requests, args.concurrency, auth,
-                                             swap_at))
+            rows["swap"] = asyncio.run(_load(server.url + "/v1/predict", lines, args.swap_requests, args.concurrency,
+                                             auth, swap_at))
     finally:
         rows["tamer_exit"] = server.stop()
 
@@ -333,33 +322,73 @@ def main() -> None:
             peer.stop(signal.SIGINT)  # LitServe stops its workers on Ctrl-C
     else:
         rows["litserve"] = f"skipped: {args.litserve_python} is missing (see this script's docstring)"
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--requests", type=int, default=400, help="requests per throughput run")
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--sweep", default="1,2,4,8,16", help="further concurrencies measured for both servers (p99 "
+                                                          "against max-wait + 2 x single)")
+    ap.add_argument("--max-batch-size", type=int, default=32)
+    ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of every server")
+    ap.add_argument("--train-lines", type=int, default=400, help="yelp lines the MiniLM models train on (1 epoch)")
+    ap.add_argument("--artifact", help="a MiniLM sentiment artifact to use instead of training one")
+    ap.add_argument("--swap-artifact", help="the artifact the hot swap swaps in (default: a second trained one)")
+    ap.add_argument("--swap-requests", type=int, default=1000)
+    ap.add_argument("--lm-tokens", type=int, default=64)
+    ap.add_argument("--lm-epochs", type=int, default=10)
+    ap.add_argument("--litserve-python", default="/work/venv-litserve/bin/python")
+    ap.add_argument("--parts", default="throughput,sweep,swap,litserve,lm",
+                    help="a comma list of throughput (plain vs tamer at --concurrency, always run with sweep, swap "
+                         "or litserve), sweep, swap, litserve, lm")
+    args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    work = Path(tempfile.mkdtemp(prefix="tamer-bench-serve-"))
+    rows: dict = {"concurrency": args.concurrency, "max_batch_size": args.max_batch_size,
+                  "max_wait_ms": args.max_wait_ms, "threads": args.threads}
+    if parts & {"throughput", "sweep", "swap", "litserve"}:
+        rows.update(serving_rows(args, work, parts))
     if "lm" in parts:
-        rows["lm"] = lm_rows(args, work, lines)
+        rows["lm"] = lm_rows(args, work, sentiment_lines())
     report(rows, args)
+
+
+def _row(name: str, r: dict, base: dict) -> str:
+    return (f"| {name} | {r['throughput']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
+            f"{r['throughput'] / base['throughput']:.2f}x |")
 
 
 def report(rows: dict, args) -> None:
     if args.json:
         print(json.dumps(rows))
         return
-    t, p = rows["tamer"], rows["plain"]
-    bound = args.max_wait_ms + 2 * rows["single_ms"]
-    print(f"\nMiniLM sentiment ({rows['model']}), concurrency {rows['concurrency']}, {args.requests} requests each, "
-          f"{rows['threads']} torch threads per server")
-    print("| server | req/s | p50 ms | p99 ms | errors | vs plain |\n| --- | --- | --- | --- | --- | --- |")
-    print(f"| plain FastAPI, model once per request | {p['throughput']:.1f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | "
-          f"{p['errors']} | 1.00x |")
-    print(f"| tamer serve, batch <= {rows['max_batch_size']}, wait <= {rows['max_wait_ms']} ms | {t['throughput']:.1f} | "
-          f"{t['p50_ms']:.1f} | {t['p99_ms']:.1f} | {t['errors']} | {t['throughput'] / p['throughput']:.2f}x |")
-    lit = rows["litserve"]
-    if isinstance(lit, dict):
-        print(f"| LitServe, same batch and wait | {lit['throughput']:.1f} | {lit['p50_ms']:.1f} | {lit['p99_ms']:.1f} | "
-              f"{lit['errors']} | {lit['throughput'] / p['throughput']:.2f}x |")
-    else:
-        print(f"| LitServe | {lit} | | | | |")
-    print(f"\nsingle-request latency: plain {rows['single_ms']:.1f} ms, tamer {rows['tamer_single_ms']:.1f} ms; "
-          f"tamer p99 {t['p99_ms']:.1f} ms vs max-wait + 2 x single = {bound:.1f} ms "
-          f"({'within' if t['p99_ms'] <= bound else 'over'})")
+    if "tamer" in rows:
+        t, p = rows["tamer"], rows["plain"]
+        bound = args.max_wait_ms + 2 * rows["single_ms"]
+        print(f"\nMiniLM sentiment ({rows['model']}), concurrency {rows['concurrency']}, {args.requests} requests "
+              f"each, {rows['threads']} torch threads per server")
+        print("| server | req/s | p50 ms | p99 ms | errors | vs plain |\n| --- | --- | --- | --- | --- | --- |")
+        print(_row("plain FastAPI, model once per request", p, p))
+        print(_row(f"tamer serve, batch <= {rows['max_batch_size']}, wait <= {rows['max_wait_ms']} ms", t, p))
+        lit = rows["litserve"]
+        print(_row("LitServe, same batch and wait", lit, p) if isinstance(lit, dict) else f"| LitServe | {lit} | | | | |")
+        print(f"\nsingle-request latency: plain {rows['single_ms']:.1f} ms, tamer {rows['tamer_single_ms']:.1f} ms; "
+              f"bound max-wait + 2 x single = {bound:.1f} ms; tamer p99 at concurrency {rows['concurrency']} "
+              f"{t['p99_ms']:.1f} ms ({'within' if t['p99_ms'] <= bound else 'over'}; a closed loop of "
+              f"{rows['concurrency']} clients waits concurrency / throughput = "
+              f"{rows['concurrency'] / t['throughput'] * 1000:.0f} ms on average, by Little's law)")
+        if rows.get("tamer_sweep"):
+            print("\n| concurrency | plain req/s | plain p99 ms | tamer req/s | tamer p99 ms | tamer vs plain | "
+                  "tamer p99 within bound |\n| --- | --- | --- | --- | --- | --- | --- |")
+            for c, tr in rows["tamer_sweep"].items():
+                pr = rows["plain_sweep"][c]
+                print(f"| {c} | {pr['throughput']:.1f} | {pr['p99_ms']:.1f} | {tr['throughput']:.1f} | "
+                      f"{tr['p99_ms']:.1f} | {tr['throughput'] / pr['throughput']:.2f}x | "
+                      f"{'yes' if tr['p99_ms'] <= bound else 'no'} |")
     s = rows.get("swap")
     if s:
         print(f"hot swap: {s['requests']} requests at concurrency {rows['concurrency']}, reload {rows.get('swap_reload')}: "
