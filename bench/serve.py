@@ -110,8 +110,9 @@ class Server:
 
 class Connection:
     """One keep-alive HTTP/1.1 connection on raw asyncio streams: the load generator shares the 2 cores with the
-    server it measures, so it spends as little CPU per request as it can (httpx's client costs about 1 ms of CPU a
-    request, a fifth of what a batched MiniLM input does). Every server is measured through the same client."""
+    server it measures, so it spends as little CPU per request as it can. Measured at concurrency 32 against
+    `tamer serve`: httpx's AsyncClient spent 3.6 ms of CPU a request (more than half of what a batched MiniLM input
+    costs), this client 0.11 ms. Every server is measured through the same client."""
 
     def __init__(self, url: str):
         rest = url.split("://", 1)[1]
