@@ -67,6 +67,7 @@ class ServeProcess:
     def __init__(self, *args: str, env: dict | None = None):
         self.proc = subprocess.Popen([sys.executable, "-m", "tamer", "serve", *args, "--port", "0", "--json"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True,  # kill() reaches its worker processes too
                                      env={**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", **(env or {})})
         import json
 
@@ -81,8 +82,12 @@ class ServeProcess:
         return self.proc.returncode, err
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+        """SIGKILL the server and every process it started (workers would outlive their parent and hold its pipes)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self.proc.returncode is None:
             self.proc.communicate()
 
 

@@ -44,7 +44,7 @@ class ServerState:
         self.metrics = ServeMetrics()
         self.batcher = DynamicBatcher(lambda served, xs: run_inputs(served, xs, config.max_new_tokens),
                                       config.max_batch_size, config.max_wait_ms, config.max_queue,
-                                      on_batch=self.metrics.batch_size.observe)
+                                      on_batch=self.metrics.batch_size.observe, on_depth=self.metrics.queue_depth.set)
         self.draining = False
 
     def served(self):
@@ -166,8 +166,7 @@ def create_app(opener: Callable[[str], Artifact], source: Callable[[], str], con
 
     @app.get("/metrics", tags=["operations"])
     async def metrics() -> Response:
-        """Prometheus text format."""
-        state.metrics.queue_depth.set(state.batcher.depth())
+        """Prometheus text format; under --workers K, the counts of every worker (see serving/metrics.py)."""
         return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/model", tags=["model"])

@@ -28,9 +28,10 @@ class DynamicBatcher:
 
     def __init__(self, run: Callable[[Any, list[Any]], list[Any]], max_batch_size: int = 32, max_wait_ms: float = 5.0,
                  max_queue: int = 256, on_batch: Callable[[int], None] | None = None,
-                 executor: concurrent.futures.Executor | None = None):
+                 executor: concurrent.futures.Executor | None = None, on_depth: Callable[[int], None] | None = None):
+        """`on_batch(size)` is called as each batch starts, `on_depth(depth)` whenever inputs join or leave."""
         self.run, self.max_batch_size, self.max_wait = run, max_batch_size, max_wait_ms / 1000.0
-        self.max_queue, self.on_batch = max_queue, on_batch
+        self.max_queue, self.on_batch, self.on_depth = max_queue, on_batch, on_depth
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tamer-model")
         self.queue: asyncio.Queue[_Item] | None = None
         self.flushing = False  # draining: run what is queued now, wait for no one
@@ -53,6 +54,7 @@ class DynamicBatcher:
         items = [_Item(group, v, loop.create_future()) for v in values]
         for item in items:
             self.queue.put_nowait(item)
+        self._moved()
         return list(await asyncio.gather(*(i.future for i in items)))
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -90,6 +92,11 @@ class DynamicBatcher:
                     await self._run_group(group, [i for i in batch if i.group is group])
             finally:
                 self.pending = []
+                self._moved()
+
+    def _moved(self) -> None:
+        if self.on_depth:
+            self.on_depth(self.depth())
 
     async def _run_group(self, group: Any, items: list[_Item]) -> None:
         if self.on_batch:
