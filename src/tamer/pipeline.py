@@ -164,9 +164,12 @@ def placement(where: str, stage: Stage | None, given: dict[str, Any]) -> dict[st
     if given and stage is not None and not stage.runs_model:
         raise UsageError(f"{where}: {stage.verb} runs no model, so {next(iter(given))!r} does not apply; drop it "
                          f"(the recipe-level `device:` / `precision:` reach every stage that runs one).")
-    config = make_config(DeviceConfig, given)
-    with placed(config.device, config.precision):
-        pass
+    try:
+        config = make_config(DeviceConfig, given)
+        with placed(config.device, config.precision):
+            pass
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}" if stage is not None else str(exc)) from None
     return {k: str(v) for k, v in given.items()}
 
 
