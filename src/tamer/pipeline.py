@@ -96,6 +96,12 @@ class RunReport(Report):
                 f"{table_html(rows, ['stage', 'status', 'time', 'gates'])}{sealed}{cost_table(self.stages)}</section>")
 
 
+def placed_at(cost: dict[str, Any]) -> str:
+    """`cpu bf16 (computed in bfloat16)`: where a stage ran, at what precision, and what its model computed in."""
+    computed = f"(computed in {', '.join(cost['computed_in'])})" if cost.get("computed_in") else ""
+    return " ".join(x for x in (cost.get("device"), cost.get("precision"), computed) if x) or "—"
+
+
 def cost_table(stages: list[StageResult]) -> str:
     """What each stage cost and the run's total: wall and CPU seconds, peak memory, FLOPs per example, energy."""
     measured = [s for s in stages if s.cost]
@@ -104,7 +110,7 @@ def cost_table(stages: list[StageResult]) -> str:
     mib = lambda b: "—" if b is None else f"{b / 2**20:,.0f} MiB"  # noqa: E731
     flops = lambda f: ", ".join(f"{k} {v:.3g}" for k, v in (f or {}).items()) or "—"  # noqa: E731
     joules = lambda c: f"{c['energy_j']:.1f} J" if c.get("energy_j") is not None else "unavailable"  # noqa: E731
-    rows = [(s.name, c.get("device", "—"), f"{c['wall_s']:.1f} s", f"{c['cpu_s']:.1f} s", mib(c.get("peak_rss_bytes")),
+    rows = [(s.name, placed_at(c), f"{c['wall_s']:.1f} s", f"{c['cpu_s']:.1f} s", mib(c.get("peak_rss_bytes")),
              mib(c.get("peak_accelerator_bytes")), flops(c.get("flops_per_example")), joules(c))
             for s in measured for c in [s.cost]]
     total = add_up({s.name: s.cost for s in measured})
@@ -112,7 +118,7 @@ def cost_table(stages: list[StageResult]) -> str:
                  mib(total["peak_accelerator_bytes"]), "", joules(total)))
     reason = next((s.cost.get("energy_reason") for s in measured if s.cost.get("energy_reason")), "")
     note = f"<p class=muted>energy unavailable: {html.escape(reason)}</p>" if reason else ""
-    return ("<h3>What it cost</h3>" + table_html(rows, ["stage", "device", "wall", "CPU", "peak resident", "peak GPU",
+    return ("<h3>What it cost</h3>" + table_html(rows, ["stage", "device, precision", "wall", "CPU", "peak resident", "peak GPU",
                                                         "FLOPs / example", "energy"]) + note)
 
 

@@ -59,6 +59,7 @@ def test_a_bf16_recipe_runs_every_model_stage_on_an_artifact_in_bf16(digits_arti
               ]}
     costs = _costs(tamer.run(recipe, out=tmp_path / "run", progress=False))
     _ran_in_bf16_on_cpu(costs, ["evaluate", "explain", "attack", "stability", "drift", "serve-check"])
+    assert "cpu bf16 (computed in bfloat16)" in (tmp_path / "run" / "report.html").read_text()  # the cost table
     assert costs["fp32-evaluate"]["precision"] == "fp32" and costs["fp32-evaluate"]["computed_in"] == ["float32"]
     # compress runs on the CPU in fp32 (its int8 kernels and timings are CPU ones) and says so
     assert costs["compress"]["computed_in"] == ["float32"]

@@ -129,3 +129,11 @@ def test_explain_on_a_chosen_device_moves_attribution_batches_through_the_task(d
     bf16 = tamer.explain(digits_artifact, index=(0, 1), method="ig", out=tmp_path / "y", progress=False,
                          device="cpu", precision="bf16", sanity="none")
     assert bf16.cost["computed_in"] == ["bfloat16"]
+
+
+def test_predict_json_reports_one_predictions_cost_at_its_precision(digits_artifact, capsys):
+    assert main(["predict", str(digits_artifact.path), "--index", "2", "--device", "cpu", "--precision", "bf16",
+                 "--json"]) == 0
+    cost = json.loads(capsys.readouterr().out)["cost"]
+    assert cost["per"] == "prediction" and cost["count"] == 1
+    assert cost["device"] == "cpu" and cost["precision"] == "bf16" and cost["computed_in"] == ["bfloat16"]
