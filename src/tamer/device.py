@@ -85,16 +85,21 @@ _CURRENT: contextvars.ContextVar[Placement | None] = contextvars.ContextVar("tam
 _THREADS: list[Placement] = []  # placements shared with threads that do not inherit context variables (for_threads)
 
 
+def running() -> Placement | None:
+    """The placement of the verb running now, or the one shared with this thread (for_threads, adopt); None outside."""
+    return _CURRENT.get() or (_THREADS[-1] if _THREADS else None)
+
+
 def current() -> Placement:
     """The placement of the verb running now; CPU and fp32 outside any (a capability called directly)."""
-    return _CURRENT.get() or (_THREADS[-1] if _THREADS else Placement())
+    return running() or Placement()
 
 
 @contextlib.contextmanager
 def placed(device: str | torch.device | None = None, precision: str | None = None) -> Iterator[Placement]:
     """Run what is inside on `device` at `precision` (resolved and checked here, one sentence when refused). None
     keeps the enclosing verb's (a verb that calls another, a recipe stage), else auto and fp32."""
-    outer = _CURRENT.get()
+    outer = running()
     if device is None and outer is not None:
         where = outer.device
     else:
@@ -133,14 +138,14 @@ def adopt(device: str | torch.device | None = None, precision: str | None = None
 
 def computed(dtype: torch.dtype) -> None:
     """Record, on the placement of the verb running now, a dtype its model's output came out in (Task.forward)."""
-    placement = _CURRENT.get() or (_THREADS[-1] if _THREADS else None)
+    placement = running()
     if placement is not None and dtype.is_floating_point:
         placement.computed.add(str(dtype).removeprefix("torch."))
 
 
 def note(text: str) -> None:
     """Tell the report of the verb running now something about where it ran (a layer dequantized, ...)."""
-    placement = _CURRENT.get()
+    placement = running()
     if placement is not None and text not in placement.notes:
         placement.notes.append(text)
 
