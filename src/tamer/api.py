@@ -380,6 +380,7 @@ def stability(artifact: str | Path | Artifact, config=None, *, out: str | Path |
 
 
 # -- maintenance: update --------------------------------------------------------------------------------------------
+@on_device
 def update(alias: str = "production", data: str | Path | None = None, config=None, *, out: str | Path | None = None,
            progress: bool = True, **options: Any):
     """Keep `alias` current (api_update.py): drift of `data` against the champion's data, a challenger fine-tuned
@@ -394,12 +395,15 @@ def update(alias: str = "production", data: str | Path | None = None, config=Non
 
 
 # -- serving (api_serving.py) ---------------------------------------------------------------------------------------
+@on_device
 def serve_check(artifact: str | Path | Artifact, config=None, *, key_file: str | None = None,
                 passphrase_env: str | None = None, **options):
     """The `serve-check` stage: the artifact behind `tamer serve` on a free loopback port, real requests with a key,
-    each answer compared with `predict` on the same inputs; a ServeCheckReport with latency percentiles."""
+    each answer compared with `predict` on the same inputs; a ServeCheckReport with latency percentiles. The server's
+    threads run at the verb's device and precision (tamer.device.for_threads), as `tamer serve --device` does."""
     import tempfile
 
+    from .device import for_threads
     from .serving import ServeConfig, make_api_key
     from .serving.check import ServeCheckConfig, run_check, sample_inputs
 
@@ -407,7 +411,7 @@ def serve_check(artifact: str | Path | Artifact, config=None, *, key_file: str |
     if not isinstance(artifact, Artifact):
         artifact = load(artifact, key_file=key_file, passphrase_env=passphrase_env)
     inputs = sample_inputs(artifact, min(config.requests, 64))
-    with tempfile.TemporaryDirectory(prefix="tamer-serve-check-") as keys:
+    with tempfile.TemporaryDirectory(prefix="tamer-serve-check-") as keys, for_threads():
         key = make_api_key(Path(keys) / "keys", "serve-check")
         app = serve_app(artifact.path, ServeConfig(max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms,
                                                    poll_seconds=0), api_key_file=str(Path(keys) / "keys"),

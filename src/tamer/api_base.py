@@ -13,9 +13,10 @@ from .errors import ArtifactError
 
 def on_device(verb):
     """A verb that runs a model takes `device` (auto|cpu|cuda|cuda:N|mps) and `precision` (fp32|bf16|fp16): it runs
-    inside tamer.device.placed, and what it cost (tamer.cost.measure) is attached to its report as `cost`."""
+    inside tamer.device.placed, and what it cost (tamer.cost.measure) is attached to its report as `cost`. None (the
+    default) keeps the placement of the verb or recipe stage that calls it, else auto and fp32."""
     @functools.wraps(verb)
-    def run(*args, device: str = "auto", precision: str = "fp32", **kwargs):
+    def run(*args, device: str | None = None, precision: str | None = None, **kwargs):
         from .cost import attach, measure
         from .device import placed
 
@@ -43,7 +44,7 @@ def costed_train(verb):
         if not record["flops_per_example"] and ran.get("flops_per_example"):
             record["flops_per_example"] = ran["flops_per_example"]  # counted in the torchrun workers
         placement = {"device": ran.get("device", "cpu"), "precision": artifact.manifest.get("options", {}).get("precision", "fp32"),
-                     "notes": []}
+                     "notes": [], "computed_in": list(ran.get("computed_in", []))}
         return attach(artifact, {**placement, **record})
 
     return run

@@ -39,12 +39,12 @@ def alias_source(alias: str):
 
 def serve(artifact: str | Path | None = None, config=None, *, alias: str | None = None, api_key_file: str | None = None,
           auth: bool = True, key_file: str | None = None, passphrase_env: str | None = None, announce=None,
-          **options) -> None:
+          device: str | None = None, precision: str | None = None, **options) -> None:
     """`tamer serve`: open the artifact (or the one the registry's `alias` names) once (a bad path, alias or key
     fails here, exit 2), then serve it until SIGTERM, which drains. With an alias the server polls the registry and
     hot-swaps when the alias moves. With workers > 1 each worker process builds the app from TAMER_SERVE_SETTINGS
     (paths and names, never a secret) and follows reloads through a shared pin file. `announce(url)` is called once
-    listening."""
+    listening. The model runs on `device` at `precision` (tamer.device; auto and fp32 by default) in every worker."""
     if (artifact is None) == (alias is None):
         raise UsageError("give an artifact folder or --alias NAME (a registry alias such as production), not both or neither.")
     source = alias_source(alias) if alias else None
@@ -53,6 +53,7 @@ def serve(artifact: str | Path | None = None, config=None, *, alias: str | None 
     import os
     import tempfile
 
+    from .device import for_threads, placed
     from .serving import ServeConfig, run_server
     from .serving.server import bind
 
@@ -60,10 +61,11 @@ def serve(artifact: str | Path | None = None, config=None, *, alias: str | None 
     load(artifact, key_file=key_file, passphrase_env=passphrase_env)
     settings = {"artifact": str(artifact), "config": dataclasses.asdict(config), "api_key_file": api_key_file,
                 "auth": auth, "key_file": key_file, "passphrase_env": passphrase_env, "alias": alias}
-    with tempfile.TemporaryDirectory(prefix="tamer-serve-") as state:
+    with placed(device, precision) as where, for_threads(), tempfile.TemporaryDirectory(prefix="tamer-serve-") as state:
+        settings["placement"] = [str(where.device), where.precision]
         settings["pin_file"] = os.path.join(state, "pin")
         app = serve_app(artifact, config, source=source,
-                        **{k: v for k, v in settings.items() if k not in ("artifact", "config", "alias")})
+                        **{k: v for k, v in settings.items() if k not in ("artifact", "config", "alias", "placement")})
         if config.workers > 1:
             os.environ["TAMER_SERVE_SETTINGS"] = json.dumps(settings)
             app = "tamer.api_serving:serve_worker_app"
@@ -75,9 +77,11 @@ def serve_worker_app():
     import json
     import os
 
+    from .device import adopt
     from .serving import ServeConfig
 
     settings = json.loads(os.environ["TAMER_SERVE_SETTINGS"])
     alias = settings.pop("alias", None)
+    adopt(*settings.pop("placement"))  # the parent's --device and --precision, for this worker's threads
     return serve_app(settings.pop("artifact"), make_config(ServeConfig, settings.pop("config")),
                      source=alias_source(alias) if alias else None, **settings)

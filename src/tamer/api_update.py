@@ -12,6 +12,7 @@ from typing import Any
 from torch.utils.data import ConcatDataset, Subset
 
 from .artifact import Artifact, save_artifact
+from .device import current, place_model
 from .errors import UsageError, refuse_existing
 from .maintenance.update import Gate, UpdateConfig, UpdateReport, mcnemar_p, standing_gates
 
@@ -100,7 +101,8 @@ def fine_tune(task, champion: Artifact, train, val, config: UpdateConfig, progre
                          f"which cannot be fine-tuned; promote its fp32 parent, update that, and compress the winner.")
     defaults = task.train_defaults()
     train_config = TrainConfig(epochs=config.epochs or min(5, defaults["epochs"]), lr=config.lr or defaults["lr"] / 2,
-                               batch_size=defaults["batch_size"], seed=config.seed, patience=0)
+                               batch_size=defaults["batch_size"], seed=config.seed, patience=0,
+                               device=str(current().device), precision=current().precision)  # the verb's placement
     start = Start(champion.manifest["model_config"], champion.state_dict())
     fitted = fit(task, Splits(train, val, val), train_config, None, progress, start=start)
     return fitted, train_config
@@ -158,12 +160,14 @@ def update(config: UpdateConfig, registry, *, attack=None, out: str | Path | Non
     train = mixed_training(new.train, old.train, config.replay, config.seed)
     fitted, train_config = fine_tune(task, champion, train, new.val, config, progress)
     report.metric = task.metric
-    report.scores = {"champion": scores(task, champion_model, sets), "challenger": scores(task, fitted.model, sets)}
+    report.scores = {"champion": scores(task, champion_model, sets),
+                     "challenger": scores(task, place_model(fitted.model), sets)}  # both on the verb's device
+    fitted.model.cpu()
     out = refuse_existing(Path(out) if out else Path("artifacts") / f"{champion.task}-update-{time.strftime('%Y%m%d-%H%M%S')}")
     challenger_metrics = dict(report.scores["challenger"]["all"])
     child = save_artifact(
         out, fitted.model.state_dict(), task=task.to_manifest(), model_config=champion.manifest["model_config"],
-        verb="update", options={**dataclasses.asdict(train_config), "replay": config.replay, "split_seed": config.seed},
+        verb="update", options={**{k: v for k, v in dataclasses.asdict(train_config).items() if k != "device"}, "replay": config.replay, "split_seed": config.seed},
         metrics={"test": challenger_metrics, "held_out": report.scores["challenger"]}, parents=[champion.id],
         write_files=task.write_files,
         extra={"run": {"seconds": fitted.seconds, "data_files": task.data_files},

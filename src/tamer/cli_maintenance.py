@@ -110,10 +110,12 @@ def run(args: argparse.Namespace, progress: bool = False) -> tuple[dict[str, Any
     from . import api
 
     if args.verb == "update":
+        from .cli_device import placement
         from .config import config_from_args
         from .maintenance.update import UpdateConfig
 
-        report = api.update(config=config_from_args(UpdateConfig, args), out=args.out, progress=progress)
+        report = api.update(config=config_from_args(UpdateConfig, args), out=args.out, progress=progress,
+                            **placement(args))
         return {**report.to_dict(), "metrics": report.gate_metrics()}, report.summary()
     action = "rollback" if args.verb == "rollback" else args.action
     if action == "list":

@@ -30,6 +30,7 @@ def serve_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from . import api
+    from .cli_device import placement
     from .serving import ServeConfig, make_api_key
 
     if args.make_api_key:
@@ -56,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
 
     api.serve(args.artifact, config, alias=args.alias, api_key_file=args.api_key_file, auth=not args.no_auth, key_file=args.key_file,
-              passphrase_env=args.passphrase_env, announce=announce)
+              passphrase_env=args.passphrase_env, announce=announce, **placement(args))
     return 0

@@ -68,38 +68,84 @@ def check_precision(precision: str, device: torch.device) -> str:
 
 @dataclass(frozen=True)
 class Placement:
-    """The device and precision a verb runs at, and what it had to give up there (`notes`, for the report)."""
+    """The device and precision a verb runs at, what it had to give up there (`notes`, for the report), and the
+    dtypes its model's outputs actually came out in (`computed`: what autocast did, observed in Task.forward)."""
 
     device: torch.device = torch.device("cpu")
     precision: str = "fp32"
     notes: list[str] = field(default_factory=list)
+    computed: set[str] = field(default_factory=set, compare=False)
 
     def record(self) -> dict:
-        return {"device": str(self.device), "precision": self.precision, "notes": list(self.notes)}
+        return {"device": str(self.device), "precision": self.precision, "notes": list(self.notes),
+                "computed_in": sorted(self.computed)}
 
 
 _CURRENT: contextvars.ContextVar[Placement | None] = contextvars.ContextVar("tamer_placement", default=None)
+_THREADS: list[Placement] = []  # placements shared with threads that do not inherit context variables (for_threads)
+
+
+def running() -> Placement | None:
+    """The placement of the verb running now, or the one shared with this thread (for_threads, adopt); None outside."""
+    return _CURRENT.get() or (_THREADS[-1] if _THREADS else None)
 
 
 def current() -> Placement:
     """The placement of the verb running now; CPU and fp32 outside any (a capability called directly)."""
-    return _CURRENT.get() or Placement()
+    return running() or Placement()
 
 
 @contextlib.contextmanager
-def placed(device: str | torch.device | None = "auto", precision: str = "fp32") -> Iterator[Placement]:
-    """Run what is inside on `device` at `precision` (resolved and checked here, one sentence when refused)."""
-    where = resolve_device(device)
+def placed(device: str | torch.device | None = None, precision: str | None = None) -> Iterator[Placement]:
+    """Run what is inside on `device` at `precision` (resolved and checked here, one sentence when refused). None
+    keeps the enclosing verb's (a verb that calls another, a recipe stage), else auto and fp32."""
+    outer = running()
+    if device is None and outer is not None:
+        where = outer.device
+    else:
+        where = resolve_device(device)
+    precision = precision or (outer.precision if outer is not None else "fp32")
     token = _CURRENT.set(Placement(where, check_precision(precision, where)))
+    inner = _CURRENT.get()
     try:
-        yield _CURRENT.get()
+        yield inner
     finally:
         _CURRENT.reset(token)
+        if outer is not None:  # what ran inside ran for the enclosing verb too
+            outer.computed.update(inner.computed)
+
+
+@contextlib.contextmanager
+def for_threads() -> Iterator[Placement]:
+    """The current placement also for threads started inside, which do not inherit context variables: a server's
+    event loop and its model thread (`serve`, the serve-check stage). Process-wide while it lasts."""
+    placement = current()
+    _THREADS.append(placement)
+    try:
+        yield placement
+    finally:
+        _THREADS.remove(placement)
+
+
+def adopt(device: str | torch.device | None = None, precision: str | None = None) -> Placement:
+    """This process's placement from now on, in every thread: for a process that does one thing, such as a
+    `tamer serve --workers K` worker (its event loop and model thread do not inherit context variables)."""
+    with placed(device, precision) as placement:
+        pass
+    _THREADS.insert(0, placement)
+    return placement
+
+
+def computed(dtype: torch.dtype) -> None:
+    """Record, on the placement of the verb running now, a dtype its model's output came out in (Task.forward)."""
+    placement = running()
+    if placement is not None and dtype.is_floating_point:
+        placement.computed.add(str(dtype).removeprefix("torch."))
 
 
 def note(text: str) -> None:
     """Tell the report of the verb running now something about where it ran (a layer dequantized, ...)."""
-    placement = _CURRENT.get()
+    placement = running()
     if placement is not None and text not in placement.notes:
         placement.notes.append(text)
 

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 
 from .artifact import Artifact
-from .cost import add_up
+from .cost import add_up, attach, measure
 from .errors import GateFailed, TamerError, UsageError, refuse_existing
 from .gates import OPS, parse_gate
 from .report import Report, table_html, write_page
@@ -95,6 +96,12 @@ class RunReport(Report):
                 f"{table_html(rows, ['stage', 'status', 'time', 'gates'])}{sealed}{cost_table(self.stages)}</section>")
 
 
+def placed_at(cost: dict[str, Any]) -> str:
+    """`cpu bf16 (computed in bfloat16)`: where a stage ran, at what precision, and what its model computed in."""
+    computed = f"(computed in {', '.join(cost['computed_in'])})" if cost.get("computed_in") else ""
+    return " ".join(x for x in (cost.get("device"), cost.get("precision"), computed) if x) or "—"
+
+
 def cost_table(stages: list[StageResult]) -> str:
     """What each stage cost and the run's total: wall and CPU seconds, peak memory, FLOPs per example, energy."""
     measured = [s for s in stages if s.cost]
@@ -103,7 +110,7 @@ def cost_table(stages: list[StageResult]) -> str:
     mib = lambda b: "—" if b is None else f"{b / 2**20:,.0f} MiB"  # noqa: E731
     flops = lambda f: ", ".join(f"{k} {v:.3g}" for k, v in (f or {}).items()) or "—"  # noqa: E731
     joules = lambda c: f"{c['energy_j']:.1f} J" if c.get("energy_j") is not None else "unavailable"  # noqa: E731
-    rows = [(s.name, c.get("device", "—"), f"{c['wall_s']:.1f} s", f"{c['cpu_s']:.1f} s", mib(c.get("peak_rss_bytes")),
+    rows = [(s.name, placed_at(c), f"{c['wall_s']:.1f} s", f"{c['cpu_s']:.1f} s", mib(c.get("peak_rss_bytes")),
              mib(c.get("peak_accelerator_bytes")), flops(c.get("flops_per_example")), joules(c))
             for s in measured for c in [s.cost]]
     total = add_up({s.name: s.cost for s in measured})
@@ -111,7 +118,7 @@ def cost_table(stages: list[StageResult]) -> str:
                  mib(total["peak_accelerator_bytes"]), "", joules(total)))
     reason = next((s.cost.get("energy_reason") for s in measured if s.cost.get("energy_reason")), "")
     note = f"<p class=muted>energy unavailable: {html.escape(reason)}</p>" if reason else ""
-    return ("<h3>What it cost</h3>" + table_html(rows, ["stage", "device", "wall", "CPU", "peak resident", "peak GPU",
+    return ("<h3>What it cost</h3>" + table_html(rows, ["stage", "device, precision", "wall", "CPU", "peak resident", "peak GPU",
                                                         "FLOPs / example", "energy"]) + note)
 
 
@@ -151,13 +158,36 @@ def load_recipe(recipe: str | Path | dict | None) -> dict[str, Any]:
     return data
 
 
-def plan(recipe: dict[str, Any], ctx: Context) -> list[tuple[str, Stage, dict[str, Any], list]]:
-    """Check every stage before running any: unknown verbs, options and gates fail up front."""
+PLACEMENT = ("device", "precision")
+
+
+def placement(where: str, stage: Stage | None, given: dict[str, Any]) -> dict[str, str]:
+    """`device` / `precision` as given (a stage's over the recipe's), checked now: a bad name, or a device or precision
+    this machine lacks, fails before any stage runs. Only stages that run a model take them."""
+    from .config import make_config
+    from .device import DeviceConfig, placed
+
+    if given and stage is not None and not stage.runs_model:
+        raise UsageError(f"{where}: {stage.verb} runs no model, so {next(iter(given))!r} does not apply; drop it "
+                         f"(the recipe-level `device:` / `precision:` reach every stage that runs one).")
+    try:
+        config = make_config(DeviceConfig, given)
+        with placed(config.device, config.precision):
+            pass
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}" if stage is not None else str(exc)) from None
+    return {k: str(v) for k, v in given.items()}
+
+
+def plan(recipe: dict[str, Any], ctx: Context) -> list[tuple[str, Stage, dict[str, Any], list, dict[str, str]]]:
+    """Check every stage before running any: unknown verbs, options, gates and placements fail up front."""
     from .tasks import get_task_class
 
-    unknown = sorted(set(recipe) - {"name", "task", "options", "artifact", "stages"})
+    unknown = sorted(set(recipe) - {"name", "task", "options", "artifact", "stages", *PLACEMENT})
     if unknown:
-        raise UsageError(f"recipe key {unknown[0]!r} is not accepted; use name, task, options, artifact and stages.")
+        raise UsageError(f"recipe key {unknown[0]!r} is not accepted; use name, task, options, artifact, device, "
+                         f"precision and stages.")
+    everywhere = placement("recipe", None, {k: recipe[k] for k in PLACEMENT if k in recipe})
     get_task_class(ctx.task)
     stages = recipe.get("stages")
     if not isinstance(stages, list) or not stages:
@@ -174,17 +204,23 @@ def plan(recipe: dict[str, Any], ctx: Context) -> list[tuple[str, Stage, dict[st
         if not isinstance(options, dict):
             raise UsageError(f"stage {i} ({verb}): options {options!r} must be a mapping.")
         name = str(entry.get("name") or f"{i:02d}-{verb}")
+        own = placement(f"stage {name}", STAGES[verb], {k: options[k] for k in PLACEMENT if k in options})
+        options = {k: v for k, v in options.items() if k not in PLACEMENT}
         try:
             STAGES[verb].check(ctx, options)
         except UsageError as exc:
             raise UsageError(f"stage {name}: {exc}") from None
-        steps.append((name, STAGES[verb], options, parse_gate(entry.get("gate"), f"stage {name}")))
+        where = {**everywhere, **own} if STAGES[verb].runs_model else {}
+        steps.append((name, STAGES[verb], options, parse_gate(entry.get("gate"), f"stage {name}"), where))
     return steps
 
 
 def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, progress: bool = True) -> RunReport:
     """The `run` verb: a recipe (a chain of verbs with gates) and one HTML report. No recipe: the built-in default.
-    Recipes compose the verbs of api.py; api.py never calls back into this module."""
+    Recipes compose the verbs of api.py; api.py never calls back into this module. A stage that runs a model runs at
+    its `device` / `precision`, else the recipe's, else auto and fp32 (the verbs' defaults)."""
+    from .device import placed
+
     spec = load_recipe(recipe)
     name = str(spec.get("name") or (Path(recipe).stem if isinstance(recipe, (str, Path)) else "recipe"))
     out = Path(out) if out else Path("runs") / f"{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -199,7 +235,7 @@ def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, 
     results: list[StageResult] = []
     reports: list[Report] = []
     status, message, failure = "passed", "", None
-    for stage_name, stage, options, gates in steps:
+    for stage_name, stage, options, gates, where in steps:
         t0 = time.perf_counter()
         before = ctx.artifact
         if stage.gate_first is not None:  # promote: the gate decides whether the stage acts at all
@@ -208,13 +244,18 @@ def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, 
                 results.append(StageResult(stage_name, stage.verb, "failed", time.perf_counter() - t0, checked))
                 status, message = "failed", gate_message(stage_name, checked, "the stage did not act and later stages did not run.")
                 break
+        ctx.placement = where
         try:
-            report = stage.run(ctx, options, out / stage_name)
+            with nullcontext() if stage.measured else measure() as meter, \
+                    placed(where.get("device"), where.get("precision")) if stage.runs_model else nullcontext() as placement:
+                report = stage.run(ctx, options, out / stage_name)
         except TamerError as exc:
             results.append(StageResult(stage_name, stage.verb, "failed", time.perf_counter() - t0))
             status, message, failure = "failed", f"stage {stage_name} failed: {exc}", exc
             break
         reports.append(report)
+        if meter is not None:  # a verb that does not measure itself (drift, scrub, encrypt, ...)
+            attach(report, {**(placement.record() if placement else {}), **meter.result()})
         metrics = report.gate_metrics() if hasattr(report, "gate_metrics") else {}
         if stage.gate_first is None:
             checked = judge(stage_name, gates, metrics)
@@ -228,7 +269,7 @@ def run(recipe: str | Path | dict | None = None, out: str | Path | None = None, 
             status, message = "failed", gate_message(stage_name, checked, "later stages did not run.")
             break
     done = {r.name for r in results}
-    results += [StageResult(n, s.verb, "skipped") for n, s, _, _ in steps if n not in done]
+    results += [StageResult(n, s.verb, "skipped") for n, s, *_ in steps if n not in done]
 
     final = str(ctx.artifact.path) if ctx.artifact else None
     plaintext, removed = [], []

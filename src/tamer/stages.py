@@ -24,6 +24,7 @@ class Context:
     sealed: str | None = None  # the encrypt stage's output (and its key, when the stage made one)
     remove_plaintext: bool = False  # the encrypt stage asked to delete the run's plaintext artifacts at the end
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)  # gate metrics measured on `artifact`
+    placement: dict[str, str] = dataclasses.field(default_factory=dict)  # the running stage's device / precision, as given
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class Stage:
     run: Callable[[Context, dict[str, Any], Path], Report]
     # a stage whose gate must pass before it acts (promote): the metrics its gate judges, before it runs
     gate_first: Callable[[Context, dict[str, Any]], dict[str, float]] | None = None
+    runs_model: bool = False  # takes `device` / `precision` (its own, else the recipe's); the run places it there
+    measured: bool = False  # its verb attaches its own cost (api.on_device, train); the run measures the others
 
 
 def _train_check(ctx: Context, options: dict[str, Any]) -> None:
@@ -48,7 +51,8 @@ def _train_check(ctx: Context, options: dict[str, Any]) -> None:
 def _train_run(ctx: Context, options: dict[str, Any], folder: Path) -> Report:
     from .api import train
 
-    ctx.artifact = train(ctx.task, out=folder / "artifact", progress=ctx.progress, **{**ctx.task_options, **options})
+    ctx.artifact = train(ctx.task, out=folder / "artifact", progress=ctx.progress,
+                         **{**ctx.task_options, **ctx.placement, **options})  # TrainConfig's device / precision
     return ctx.artifact.report
 
 
@@ -357,18 +361,18 @@ def _serve_check_run(ctx: Context, options: dict[str, Any], folder: Path) -> Rep
 
 
 STAGES: dict[str, Stage] = {
-    "train": Stage("train", _train_check, _train_run),
-    "evaluate": Stage("evaluate", _evaluate_check, _evaluate_run),
-    "explain": Stage("explain", _explain_check, _explain_run),
-    "compress": Stage("compress", _compress_check, _compress_run),
-    "attack": Stage("attack", _robustness_check("AttackConfig"), _attack_run),
-    "harden": Stage("harden", _robustness_check("HardenConfig"), _harden_run),
-    "stability": Stage("stability", _robustness_check("StabilityConfig"), _stability_run),
+    "train": Stage("train", _train_check, _train_run, runs_model=True, measured=True),
+    "evaluate": Stage("evaluate", _evaluate_check, _evaluate_run, runs_model=True, measured=True),
+    "explain": Stage("explain", _explain_check, _explain_run, runs_model=True, measured=True),
+    "compress": Stage("compress", _compress_check, _compress_run, runs_model=True, measured=True),
+    "attack": Stage("attack", _robustness_check("AttackConfig"), _attack_run, runs_model=True, measured=True),
+    "harden": Stage("harden", _robustness_check("HardenConfig"), _harden_run, runs_model=True, measured=True),
+    "stability": Stage("stability", _robustness_check("StabilityConfig"), _stability_run, runs_model=True, measured=True),
     "scrub": Stage("scrub", _scrub_check, _scrub_run),
     "encrypt": Stage("encrypt", _encrypt_check, _encrypt_run),
     "register": Stage("register", _register_check, _register_run),
     "promote": Stage("promote", _promote_check, _promote_run, gate_first=_promote_gate),
-    "drift": Stage("drift", _drift_check, _drift_run),
-    "update": Stage("update", _update_check, _update_run),
-    "serve-check": Stage("serve-check", _serve_check_check, _serve_check_run),
+    "drift": Stage("drift", _drift_check, _drift_run, runs_model=True),  # through the run's artifact when there is one
+    "update": Stage("update", _update_check, _update_run, runs_model=True, measured=True),
+    "serve-check": Stage("serve-check", _serve_check_check, _serve_check_run, runs_model=True, measured=True),
 }

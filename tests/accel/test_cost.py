@@ -11,7 +11,7 @@ from tamer.cli import main
 from tamer.cost import add_up, count_flops, flop_probe, measure, per_example, rapl_joules, rapl_read
 
 FIELDS = ("wall_s", "cpu_s", "peak_rss_bytes", "peak_accelerator_bytes", "flops_per_example", "energy_j",
-          "energy_source", "device", "precision")
+          "energy_source", "device", "precision", "computed_in")
 
 
 def test_linear_flops_are_2_n_in_out():

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..artifact import Artifact, save_artifact
+from ..device import current, grad_scaler, model_device
 from ..errors import UsageError, refuse_existing
 from ..loop import Callback, Loop, ProgressBar, Where, task_loss
 from ..progress import progress_bar
@@ -161,7 +162,8 @@ def harden(artifact: Artifact, config: HardenConfig, out: str | Path, progress: 
     with progress_bar(progress) as bar:
         job = bar.add_task(f"harden ({config.method})", total=epochs * len(loader))
         Loop(model, optimizer, loader, loss, epochs, scheduler=scheduler, transforms=transforms,
-             callbacks=[ProgressBar(bar, job), *([best] if best else [])]).run()
+             callbacks=[ProgressBar(bar, job), *([best] if best else [])],
+             scaler=grad_scaler(current().precision, model_device(model))).run()  # fp16: scaled, as train is
     if best is not None:
         best.restore()
     model.eval()

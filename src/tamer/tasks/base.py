@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..cost import examples_in, flop_probe
-from ..device import autocast, model_device
+from ..device import autocast, computed, model_device
 from ..errors import UsageError
 from .meters import ClassificationMeter, LanguageModelMeter, Meter, RegressionMeter
 
@@ -158,6 +158,7 @@ class Task(ABC):
         with autocast(device), flop_probe(examples_in(inputs)):
             out = model(**inputs)
         if torch.is_tensor(out):
+            computed(out.dtype)  # what autocast made of it, for the report (`cost.computed_in`)
             out = out.float() if out.is_floating_point() and out.dtype != torch.float32 else out
             out = out.to(back) if out.device != back else out
         return out

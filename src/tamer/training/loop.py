@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from ..artifact import Artifact, save_artifact
 from ..cost import active as active_meter
 from ..cost import peak_rss_bytes
-from ..device import check_precision, grad_scaler, place_model, placed
+from ..device import check_precision, current, grad_scaler, place_model, placed
 from ..errors import DataError, UsageError, refuse_existing
 from ..loop import Callback, Loop, Piece, ProgressBar, Where, task_loss
 from ..tasks.base import Splits, Task
@@ -132,6 +132,7 @@ class Fitted:
     world_size: int = 1
     replica_spread: float = 0.0  # DDP: largest difference of a weight checksum between ranks (0 = identical)
     device: torch.device = torch.device("cpu")  # where rank 0 trained
+    computed_in: tuple[str, ...] = ()  # the dtypes the model's outputs came out in (autocast's doing, Task.forward)
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,7 @@ def fit(task: Task, splits: Splits, config: TrainConfig, checkpoint_dir: Path | 
         job = bar.add_task("train", total=steps_per_epoch * (config.epochs - s.epoch + 1) - s.step)
         loop.callbacks = [best, ProgressBar(bar, job, lambda s: f"epoch {s.epoch}/{config.epochs} loss "
                                                                f"{s.pending_loss / max(s.pending_count, 1):.4f}")]
-        with placed(world.device, config.precision):  # Task.forward autocasts at the run's precision
+        with placed(world.device, config.precision) as where:  # Task.forward autocasts at the run's precision
             loop.run()
     spread, epoch_seconds = best.spread, best.epoch_seconds
     seconds = time.perf_counter() - started
@@ -282,7 +283,7 @@ def fit(task: Task, splits: Splits, config: TrainConfig, checkpoint_dir: Path | 
         final.load_state_dict(s.best_state)
         final.eval()
     return Fitted(final, s.history, s.best_epoch, stopped_early, seconds, s.seen / max(seconds, 1e-9), epoch_seconds,
-                  world.size, spread, world.device)
+                  world.size, spread, world.device, tuple(sorted(where.computed)))
 
 
 def train(task: Task, config: TrainConfig, out: str | Path, show_progress: bool = True) -> Artifact | None:
@@ -345,7 +346,8 @@ def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, ou
                        "strategy": resolved.strategy if fitted.world_size > 1 else "single",
                        "replica_spread": fitted.replica_spread, "data_files": task.data_files,
                        "device": str(fitted.device), "activation_checkpointing": resolved.activation_checkpointing,
-                       "offload": resolved.offload, "flops_per_example": dict(meter.flops) if meter else {},
+                       "offload": resolved.offload, "computed_in": sorted({*fitted.computed_in, *current().computed}),
+                       "flops_per_example": dict(meter.flops) if meter else {},
                        "peak_rss_bytes": peak_rss_bytes(),  # rank 0's process, since its meter opened
                        "peak_accelerator_bytes": (torch.cuda.max_memory_allocated(fitted.device)
                                                   if fitted.device.type == "cuda" else None)}},
