@@ -36,13 +36,54 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status, headers=headers)
 
 
+class PredictionCost:
+    """The cost of one prediction as this worker serves it (what `tamer predict --json` reports for one call):
+    model wall seconds and process CPU seconds per input, averaged over every batch since the model was loaded, and
+    the forward FLOPs per input counted on its first batch (torch.utils.flop_counter, as every verb counts them).
+    The CPU seconds are the process's while a batch ran: torch's threads, and any HTTP work that overlapped."""
+
+    def __init__(self, metrics: ServeMetrics):
+        self.metrics, self.totals, self.flops = metrics, {}, {}
+
+    def run(self, served: Any, inputs: list[Any], max_new_tokens: int) -> list[dict[str, Any]]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = None
+        if served.id not in self.flops:
+            from ..cost import flop_counter
+
+            self.flops[served.id] = None
+            try:
+                with flop_counter() as counter:
+                    out = run_inputs(served, inputs, max_new_tokens)
+                self.flops[served.id] = counter.get_total_flops() / len(inputs)
+            except Exception:  # a kernel the counter cannot follow: run without it; a failing model fails below
+                wall, cpu = time.perf_counter(), time.process_time()
+        if out is None:
+            out = run_inputs(served, inputs, max_new_tokens)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        n, w, c = self.totals.get(served.id, (0, 0.0, 0.0))
+        self.totals[served.id] = (n + len(inputs), w + wall, c + cpu)
+        self.metrics.predictions.inc(len(inputs))
+        self.metrics.model_seconds.inc(wall)
+        self.metrics.model_cpu_seconds.inc(cpu)
+        return out
+
+    def record(self, model_id: str) -> dict[str, Any]:
+        n, wall, cpu = self.totals.get(model_id, (0, 0.0, 0.0))
+        return {"per": "prediction", "count": n, "wall_s": wall / n if n else None, "cpu_s": cpu / n if n else None,
+                "flops_forward": self.flops.get(model_id),
+                "note": "this worker's /v1/predict batches of this model; wall and CPU seconds of a batch divided by "
+                        "its inputs, so batching lowers them"}
+
+
 class ServerState:
     """What one worker holds: the model slot, the batcher, the metrics and whether it still accepts work."""
 
     def __init__(self, slot: ModelSlot, config: ServeConfig, keys: KeyRing | None):
         self.slot, self.config, self.keys = slot, config, keys
         self.metrics = ServeMetrics()
-        self.batcher = DynamicBatcher(lambda served, xs: run_inputs(served, xs, config.max_new_tokens),
+        self.cost = PredictionCost(self.metrics)
+        self.batcher = DynamicBatcher(lambda served, xs: self.cost.run(served, xs, config.max_new_tokens),
                                       config.max_batch_size, config.max_wait_ms, config.max_queue,
                                       on_batch=self.metrics.batch_size.observe, on_depth=self.metrics.queue_depth.set)
         self.draining = False
@@ -174,7 +215,7 @@ def create_app(opener: Callable[[str], Artifact], source: Callable[[], str], con
         """The served artifact: id, task, kind, labels, test metrics, format, lineage."""
         state.identify(request)
         served = state.served()
-        return {**served.card(), "swaps": state.slot.swaps,
+        return {**served.card(), "swaps": state.slot.swaps, "cost": state.cost.record(served.id),
                 "batching": {"max_batch_size": config.max_batch_size, "max_wait_ms": config.max_wait_ms}}
 
     @app.get("/v1/model/report", tags=["model"], response_class=HTMLResponse)
