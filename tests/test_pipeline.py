@@ -7,7 +7,7 @@ import pytest
 
 import tamer
 from tamer.cli import main
-from tamer.errors import GateFailed, UsageError
+from tamer.errors import UsageError
 from tamer.pipeline import load_recipe
 
 

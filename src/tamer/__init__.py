@@ -68,5 +68,5 @@ def _loader_in(module: str, fmt: str):
 for _fmt in ("int8", "int4"):  # written by tamer.compress, read by tamer/compression/loading.py
     _FORMAT_LOADERS.setdefault(_fmt, _loader_in(f"{__name__}.compression", _fmt))
 
-__all__ = ["attack", "compress", "decrypt", "drift", "encrypt", "explain", "federate", "keygen", "promote", "registry", "resolve", "rollback", "scrub", "serve", "update", "Artifact", "Task", "TamerError",
+__all__ = ["__version__", "attack", "compress", "decrypt", "drift", "encrypt", "explain", "federate", "keygen", "promote", "registry", "resolve", "rollback", "scrub", "serve", "update", "Artifact", "Task", "TamerError",
            "TrainConfig", "evaluate", "harden", "list_tasks", "load", "predict", "register_task", "run", "stability", "train", "write_report"]

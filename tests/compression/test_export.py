@@ -18,7 +18,6 @@ def test_fp32_onnx_parity(text_artifact, tmp_path):
 
 def test_int8_onnx_parity(digits_artifact, tmp_path):
     child = tamer.compress(digits_artifact, out=tmp_path / "o", progress=False, quantize="int8", export="onnx")
-    report = child.report
     assert child.manifest["format"] == "int8"
     assert child.manifest["onnx"]["onnx_cosine"] > 0.99
     parent = tamer.load(tmp_path / "o.quantize")

@@ -2,7 +2,6 @@
 activation codes), and one explanation costs two attribution runs unless the global view is asked for."""
 import numpy as np
 import pytest
-import torch
 
 import tamer
 from tamer.artifact import Artifact

@@ -1,9 +1,7 @@
 """The single-process loop: determinism, early stopping, L1, optimizers, checkpoints."""
-import pytest
 import torch
 
 import tamer
-from tamer.artifact import Artifact
 
 
 def _weights(art):
