@@ -59,19 +59,19 @@ def test_tokenizers_and_the_tiny_encoder_are_byte_identical_across_processes_and
         assert (tmp_path / "1" / f).read_bytes() == (tmp_path / "2" / f).read_bytes(), f
 
 
-def test_the_merges_follow_counts_then_text_as_worked_out_by_hand():
+def test_the_merges_follow_counts_then_ids_as_worked_out_by_hand():
     # ab x3, abc x1, bc x2: pairs (a,##b)=4, (b,##c)=2, (##b,##c)=1. Merge ab; then (b,##c)=2 beats (ab,##c)=1
     # (the (##b,##c) of abc is gone with the merge); then abc; then no pair is left.
-    alphabet = ["##a", "##b", "##c", "a", "b", "c"]
+    alphabet = ["a", "b", "c", "##a", "##b", "##c"]
     full = wordpiece_vocab({"ab": 3, "abc": 1, "bc": 2}, 100, SPECIAL)
     assert full == SPECIAL + alphabet + ["ab", "bc", "abc"]
     assert wordpiece_vocab({"ab": 3, "abc": 1, "bc": 2}, len(SPECIAL) + 7, SPECIAL) == SPECIAL + alphabet + ["ab"]
-    # zxy x2, zyx x2: four pairs tie at 2 and go in the order of their text ("##" < "z"): (##x,##y), (##y,##x),
-    # then (z,##xy) and (z,##yx)
+    # zxy x2, zyx x2: all four pairs tie at 2 and go by ids (x < y < z < ##x < ##y < ##z < merged pieces):
+    # (z,##x) -> zx; then (z,##y) -> zy beats (zx,##y) and (##y,##x); then zx + ##y, zy + ##x
     tied = wordpiece_vocab({"zxy": 2, "zyx": 2}, 100, SPECIAL)
-    assert tied == SPECIAL + ["##x", "##y", "##z", "x", "y", "z"] + ["##xy", "##yx", "zxy", "zyx"]
+    assert tied == SPECIAL + ["x", "y", "z", "##x", "##y", "##z"] + ["zx", "zy", "zxy", "zyx"]
     # a full alphabet does not fit: the most frequent characters keep theirs (both forms), nothing past vocab_size
-    assert wordpiece_vocab({"aab": 5, "c": 1}, len(SPECIAL) + 4, SPECIAL) == SPECIAL + ["##a", "##b", "a", "b"]
+    assert wordpiece_vocab({"aab": 5, "c": 1}, len(SPECIAL) + 4, SPECIAL) == SPECIAL + ["a", "b", "##a", "##b"]
 
 
 words = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="[]"), min_size=1, max_size=12)
