@@ -72,6 +72,9 @@ def test_the_merges_follow_counts_then_ids_as_worked_out_by_hand():
     assert tied == SPECIAL + ["x", "y", "z", "##x", "##y", "##z"] + ["zx", "zy", "zxy", "zyx"]
     # a full alphabet does not fit: the most frequent characters keep theirs (both forms), nothing past vocab_size
     assert wordpiece_vocab({"aab": 5, "c": 1}, len(SPECIAL) + 4, SPECIAL) == SPECIAL + ["a", "b", "##a", "##b"]
+    # a character the pre-tokenizer always splits off (punctuation, CJK) takes one place, not two
+    assert wordpiece_vocab({"ab": 1, "!": 3}, 100, [], alone={"!"}) == ["!", "a", "b", "##a", "##b", "ab"]
+    assert wordpiece_vocab({"ab": 1, "!": 3}, 3, [], alone={"!"}) == ["!", "a", "##a"]
 
 
 words = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="[]"), min_size=1, max_size=12)

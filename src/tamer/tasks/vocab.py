@@ -28,8 +28,10 @@ def train_tokenizer(texts: list[str], kind: Literal["wordpiece", "bpe"], vocab_s
     if kind == "wordpiece":
         normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
         words = Counter(w for text in texts for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+        alone = {ch for ch in {ch for w in words for ch in w}  # punctuation, CJK: never inside a word, no ##piece
+                 if len(pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(f"a{ch}a"))) != 1}
         special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        tokens = wordpiece_vocab(words, vocab_size, special, max_chars=WORD_CHARS)
+        tokens = wordpiece_vocab(words, vocab_size, special, max_chars=WORD_CHARS, alone=alone)
         tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]",
                                          continuing_subword_prefix=PREFIX, max_input_chars_per_word=WORD_CHARS))
         tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer

@@ -5,20 +5,27 @@ ties between equally frequent pairs by those numbers, so two runs on the same te
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 PREFIX = "##"  # marks a piece that continues a word
 
 
-def alphabet(word_counts: Mapping[str, int], room: int) -> list[str]:
-    """Every character of the words, then each as a continuation piece, so that any text made of them reads without
-    [UNK]; when `room` cannot hold them all, the most frequent characters (ties by the character) keep theirs."""
+def alphabet(word_counts: Mapping[str, int], room: int, alone: Collection[str] = ()) -> list[str]:
+    """Every character of the words, then each as a continuation piece (but those in `alone`, which the
+    pre-tokenizer always makes a word of their own), so that any text made of them reads without [UNK]; when `room`
+    cannot hold them all, the most frequent characters (ties by the character) keep theirs."""
     chars: dict[str, int] = {}
     for word, n in word_counts.items():
         for ch in word:
             chars[ch] = chars.get(ch, 0) + n
-    kept = sorted(sorted(chars, key=lambda ch: (-chars[ch], ch))[: max(room, 0) // 2])
-    return kept + [PREFIX + ch for ch in kept]
+    kept: list[str] = []
+    for ch in sorted(chars, key=lambda ch: (-chars[ch], ch)):
+        room -= 1 if ch in alone else 2
+        if room < 0:
+            break
+        kept.append(ch)
+    kept.sort()
+    return kept + [PREFIX + ch for ch in kept if ch not in alone]
 
 
 def _merge(word: list[int], a: int, b: int, new: int) -> list[int]:
@@ -34,15 +41,16 @@ def _merge(word: list[int], a: int, b: int, new: int) -> list[int]:
 
 
 def wordpiece_vocab(word_counts: Mapping[str, int], vocab_size: int, special: Sequence[str],
-                    max_chars: int = 100) -> list[str]:
+                    max_chars: int = 100, alone: Collection[str] = ()) -> list[str]:
     """The tokens in id order: `special`, the alphabet, then the piece of each merge: the adjacent pair most frequent
     over `word_counts` first, ties to the pair of smaller ids (older pieces first, Hugging Face's rule), until there
     are `vocab_size` tokens or every word is one piece. Words over `max_chars` characters (which WordPiece reads as
-    [UNK] whole) and words with a character left out of the alphabet take no part."""
+    [UNK] whole) and words with a character left out of the alphabet take no part; see `alphabet` for `alone`."""
     tokens = list(dict.fromkeys(special))
-    tokens += [t for t in alphabet(word_counts, vocab_size - len(tokens)) if t not in tokens]
+    tokens += [t for t in alphabet(word_counts, vocab_size - len(tokens), alone) if t not in tokens]
     ids = {t: i for i, t in enumerate(tokens)}
-    words = [w for w in sorted(word_counts) if len(w) <= max_chars and all(PREFIX + ch in ids for ch in w)]
+    words = [w for w in sorted(word_counts)
+             if len(w) <= max_chars and w[0] in ids and all(PREFIX + ch in ids for ch in w[1:])]
     symbols = [[ids[w[0]], *(ids[PREFIX + ch] for ch in w[1:])] for w in words]
     counts = [word_counts[w] for w in words]
     pair_count: dict[tuple[int, int], int] = {}
