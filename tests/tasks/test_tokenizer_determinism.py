@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import tamer
 from tamer.tasks.vocab import train_tokenizer
 from tamer.tasks.wordpiece import wordpiece_vocab
 
@@ -93,3 +95,12 @@ def test_the_vocabulary_covers_every_character_it_saw_and_holds_vocab_size(texts
     if size >= room:  # every character fits: no text made of them reads [UNK], also with each word reversed
         for text in texts + [" ".join(w[::-1] for w in seen)]:
             assert tok.unk_token_id not in tok(text)["input_ids"], (text, tok.tokenize(text))
+
+
+def test_a_vocab_size_too_small_for_the_special_tokens_is_refused_in_one_sentence(tmp_path):
+    from tamer.errors import UsageError
+
+    data = tmp_path / "d.tsv"
+    data.write_text("good\t1\nbad\t0\n" * 10)
+    with pytest.raises(UsageError, match=r"--vocab-size 4 is out of range; use 300\.\.200000\."):
+        tamer.train("text-classification", data=str(data), encoder="tiny", vocab_size=4, out=tmp_path / "a", progress=False)
