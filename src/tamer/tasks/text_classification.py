@@ -103,6 +103,7 @@ class TextClassificationTask(Task):
             check(8 <= self.max_length <= 4096, f"--max-length {self.max_length} is out of range; use 8..4096.")
             check(0 < self.val_fraction < 0.5, f"--val-fraction {self.val_fraction} is out of range; use a value in (0, 0.5).")
             check(0 < self.test_fraction < 0.5, f"--test-fraction {self.test_fraction} is out of range; use a value in (0, 0.5).")
+            check(300 <= self.vocab_size <= 200_000, f"--vocab-size {self.vocab_size} is out of range; use 300..200000.")
             check(0 <= self.private_layers <= 48, f"--private-layers {self.private_layers} is out of range; use 0..48.")
 
     def __init__(self, config=None):

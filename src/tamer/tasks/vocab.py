@@ -3,34 +3,43 @@ artifact saved, rebuilt from its JSON (read through the artifact, so a sealed on
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import TYPE_CHECKING, Literal
 
 from transformers import PreTrainedTokenizerFast
 
 from ..errors import ArtifactError
 from .pretrained import pretrained_tokenizer, refuse_remote_code
+from .wordpiece import PREFIX, wordpiece_vocab
 
 if TYPE_CHECKING:
     from ..artifact import Artifact
 
 SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+WORD_CHARS = 100  # WordPiece reads a longer word as [UNK] (BERT's limit)
 SETTINGS = ("model_max_length", "padding_side", "truncation_side", "clean_up_tokenization_spaces")
 
 
 def train_tokenizer(texts: list[str], kind: Literal["wordpiece", "bpe"], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A WordPiece (BERT-style) or byte-level BPE (GPT-2-style) tokenizer fitted to `texts`; deterministic."""
+    """A WordPiece (BERT-style) or byte-level BPE (GPT-2-style) tokenizer fitted to `texts`; the same texts give the
+    same tokenizer in every process (WordPiece's vocabulary is built here: see wordpiece.py)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     if kind == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+        words = Counter(w for text in texts for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+        alone = {ch for ch in {ch for w in words for ch in w}  # punctuation, CJK: never inside a word, no ##piece
+                 if len(pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(f"a{ch}a"))) != 1}
         special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-        tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False))
+        tokens = wordpiece_vocab(words, vocab_size, special, max_chars=WORD_CHARS, alone=alone)
+        tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]",
+                                         continuing_subword_prefix=PREFIX, max_input_chars_per_word=WORD_CHARS))
+        tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
+        tok.add_special_tokens(special)
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
-        tok.decoder = decoders.WordPiece()
+        tok.decoder = decoders.WordPiece(prefix=PREFIX)
         return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                        sep_token="[SEP]", mask_token="[MASK]")
     tok = Tokenizer(models.BPE())
