@@ -128,3 +128,26 @@ def test_the_server_answers_503_with_retry_after_when_its_queue_is_full(digits_a
     assert "capacity" in refused.json()["error"]["message"]
     assert "tamer_queue_depth 8.0" in depth
     assert accepted.status_code == 200 and len(accepted.json()["predictions"]) == 8
+
+
+def test_waits_for_company_only_after_a_batch_that_had_some():
+    """After a lone input the next one runs at once (two batches); after a batch of two, a lone input waits for the
+    one that arrives 50 ms later (one batch), well within max_wait."""
+    seen = []
+
+    async def main():
+        b = DynamicBatcher(lambda g, xs: seen.append(list(xs)) or xs, max_batch_size=8, max_wait_ms=3000, max_queue=10)
+        b.start()
+
+        async def later(value):
+            await asyncio.sleep(0.05)
+            return await b.submit("m", [value])
+
+        await b.submit("m", ["warm"])  # a batch of one
+        await asyncio.gather(b.submit("m", ["a"]), later("b"))
+        await b.submit("m", ["c", "d"])  # a batch of two
+        await asyncio.gather(b.submit("m", ["e"]), later("f"))
+        await b.stop()
+
+    asyncio.run(main())
+    assert seen == [["warm"], ["a"], ["b"], ["c", "d"], ["e", "f"]]

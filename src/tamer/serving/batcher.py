@@ -1,5 +1,6 @@
 """Dynamic batching: inputs from concurrent requests wait in a bounded asyncio queue and run through the model
-together, up to `max_batch_size` inputs or `max_wait_ms` after the first one arrived, whichever comes first.
+together, up to `max_batch_size` inputs or `max_wait_ms` after the first one arrived, whichever comes first; when
+the last batch held a single input, the next runs at once with what is queued (nobody to wait for at light load).
 The model code is one function `run(group, inputs) -> outputs` whether batching is on (max_batch_size > 1) or off
 (1): a batch is only a longer list. A full queue refuses new inputs at once (503) instead of queueing latency."""
 from __future__ import annotations
@@ -35,6 +36,7 @@ class DynamicBatcher:
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tamer-model")
         self.queue: asyncio.Queue[_Item] | None = None
         self.flushing = False  # draining: run what is queued now, wait for no one
+        self.last_size = 0  # inputs in the last batch formed
         self.pending: list[_Item] = []  # taken from the queue, not yet answered
         self._task: asyncio.Task | None = None
 
@@ -73,7 +75,9 @@ class DynamicBatcher:
             if first is None:
                 continue
             batch = self.pending = [first]  # counted in depth() while it fills
-            deadline = first.enqueued + self.max_wait
+            # wait for company only when the last batch had some: a server whose inputs come one at a time (a lone
+            # client, light load) answers at once, and under load the queue fills while a batch runs anyway
+            deadline = first.enqueued + (self.max_wait if self.last_size > 1 else 0.0)
             while len(batch) < self.max_batch_size:
                 try:
                     item = self.queue.get_nowait()
@@ -87,6 +91,7 @@ class DynamicBatcher:
                         break
                 if item is not None:
                     batch.append(item)
+            self.last_size = len(batch)
             try:
                 for group in {id(i.group): i.group for i in batch}.values():
                     await self._run_group(group, [i for i in batch if i.group is group])
