@@ -132,24 +132,24 @@ async def generate(call: Any, generation: Generation) -> AsyncIterator[tuple[str
     (which is not returned), "length" after max_tokens. Text that may begin a stop string, or ends inside a
     multi-byte character, is held back until it is decided.
 
-    `call(fn)` runs fn on the model thread; the next step is queued there before this one's text is decoded and sent,
-    so the model thread goes from token to token without waiting for the event loop (other work queued on it
-    still runs between two steps). After a stop string that one step ahead is thrown away."""
+    `call(fn)` runs fn on the model thread. From the second token on, the next step is queued there before this
+    one's text is decoded and sent, so the model thread goes from token to token without waiting for the event loop
+    (other work queued on it still runs between two steps); the first token is sent before the model runs again.
+    After a stop string the step ahead is thrown away."""
     stops, emitted, text, limit = generation.request.stop, 0, "", generation.request.max_tokens
     hold = max((len(s) for s in stops), default=1) - 1
     ahead: deque[asyncio.Future] = deque()
     queued = 0
 
-    def queue_step() -> None:
+    def queue_steps(upto: int) -> None:
         nonlocal queued
-        if queued < limit:
+        while queued < min(upto, limit):
             ahead.append(asyncio.ensure_future(call(generation.step)))
             queued += 1
 
     try:
-        queue_step()
-        for _ in range(limit):
-            queue_step()
+        for n in range(1, limit + 1):
+            queue_steps(n + 1 if n > 1 else 1)
             if await ahead.popleft() is None:
                 break
             generation.kept += 1
