@@ -147,6 +147,12 @@ class Int8DynamicLinear(_Codes):
         super()._load_from_state_dict(*args, **kwargs)
         self._inv_smooth = None
 
+    @property
+    def mixes_tokens(self) -> bool:
+        """Whether a token's output depends on the other tokens of the call: with one activation scale per call it
+        does, so a key / value cache (new tokens run alone) would not reproduce a recompute of the whole window."""
+        return not self.per_token
+
     def weight(self) -> torch.Tensor:
         """The fp32 weight these codes stand for (smoothing undone)."""
         return super().weight() / self.smooth
@@ -219,10 +225,15 @@ class Int8DynamicLinear(_Codes):
         if not self.per_token:  # one scale per call: fbgemm quantizes x itself (7 bits without VNNI)
             return torch.ops.quantized.linear_dynamic(x, self._packed, REDUCE_RANGE)
         # fbgemm takes one activation scale per call; dividing each token by its own max|x| first (and multiplying
-        # the output back) gives every token the whole int8 range
-        x = x.clone() if self._inv_smooth is None else x
+        # the output back) gives every token the whole int8 range. Two more rows, of 1s and of -1s, pin the call's
+        # range to [-1, 1], so its scale is the same whatever the other tokens are: a token's output does not depend
+        # on the rest of the call (its batch-mates, or a key / value cache that runs it alone)
         r = torch.maximum(x.amax(-1, keepdim=True), x.amin(-1, keepdim=True).neg_()).clamp_(min=1e-12)
-        y = torch.ops.quantized.linear_dynamic(x.div_(r), self._packed, REDUCE_RANGE)
+        rows = torch.empty(x.shape[0] + 2, x.shape[1], dtype=x.dtype, device=x.device)
+        torch.div(x, r, out=rows[:-2])
+        rows[-2].fill_(1.0)
+        rows[-1].fill_(-1.0)
+        y = torch.ops.quantized.linear_dynamic(rows, self._packed, REDUCE_RANGE)[:-2]
         return y.mul_(r) if self.bias is None else torch.addcmul(self.bias, y, r, out=y)
 
 

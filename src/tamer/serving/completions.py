@@ -1,13 +1,16 @@
 """`/v1/completions` for causal-lm artifacts: the subset of OpenAI's completions API that a served decoder can
 honour (prompt, max_tokens, temperature, top_p, stop, seed, stream), so the `openai` client works unchanged.
-Each token is one forward pass of the task's own model on the model thread, so concurrent generations and
+The prompt is prefilled once and each token is then one forward pass of the new token through the model's key /
+value cache (`task.next_logits`, shared with `tamer predict`), on the model thread, so concurrent generations and
 predictions interleave step by step; temperature 0 is the greedy loop of `tamer predict`, token for token."""
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
@@ -63,27 +66,45 @@ def parse_completion(body: Any, max_tokens: int, max_chars: int) -> CompletionRe
 
 
 class Generation:
-    """One prompt continued token by token: `step()` runs the model once and returns the new token, or None at
-    end-of-text. Sampling is seeded by `seed` (the same seed, the same text) or by the OS."""
+    """One prompt continued token by token through the task's key / value cache (`task.next_logits`): the prompt is
+    prefilled when the generation is made, then `step()` runs the model on the one new token and returns the next
+    token, or None at end-of-text (and from then on). Sampling is seeded by `seed` (the same seed, the same text) or
+    by the OS. Made and stepped on the model thread."""
 
     def __init__(self, served: Any, request: CompletionRequest):
         self.task, self.model, self.request = served.task, served.model, request
         batch = self.task.encode([request.prompt])
         self.prompt = batch["input_ids"][0][batch["attention_mask"][0].bool()]
-        self.ids = self.prompt.clone()
-        self.window = int(getattr(self.task.config, "block_size", 1024))
+        self.all_ids = self.prompt.clone()  # the model thread's tokens: may run one step ahead of `kept`
+        self.kept = 0  # generated tokens taken by the reader (`generate`)
         self.eos = self.task.tokenizer.eos_token_id
         self.rng = torch.Generator().manual_seed(request.seed if request.seed is not None else secrets.randbits(63))
+        self.finished = False
+        self.cache = self.task.kv_cache(self.model)
+        with torch.inference_mode():
+            self.logits: torch.Tensor | None = self.task.next_logits(self.model, self.all_ids, self.cache)
 
     @torch.inference_mode()
     def step(self) -> int | None:
-        window = self.ids[-self.window:][None]
-        logits = self.task.forward(self.model, {"input_ids": window, "attention_mask": torch.ones_like(window)})[0, -1]
+        if self.finished:
+            return None
+        logits = self.logits if self.logits is not None else self.task.next_logits(self.model, self.all_ids, self.cache)
+        self.logits = None
         token = self._choose(logits.float())
         if token == self.eos:
+            self.finished = True
             return None
-        self.ids = torch.cat([self.ids, torch.tensor([token])])
+        self.all_ids = torch.cat([self.all_ids, torch.tensor([token], device=self.all_ids.device)])
         return token
+
+    def stop(self) -> None:
+        """No more steps: the ones already queued return None without running the model."""
+        self.finished = True
+
+    @property
+    def ids(self) -> torch.Tensor:
+        """The prompt and the generated tokens the reader has taken."""
+        return self.all_ids[:len(self.prompt) + self.kept]
 
     def _choose(self, logits: torch.Tensor) -> int:
         r = self.request
@@ -98,7 +119,8 @@ class Generation:
         return int(torch.multinomial(probs / probs.sum(), 1, generator=self.rng))
 
     def text(self) -> str:
-        return self.task.tokenizer.decode(self.ids[len(self.prompt):].tolist())
+        """The generated text the reader has taken."""
+        return self.task.tokenizer.decode(self.all_ids[len(self.prompt):len(self.prompt) + self.kept].tolist())
 
     @property
     def prompt_tokens(self) -> int:
@@ -108,33 +130,55 @@ class Generation:
 async def generate(call: Any, generation: Generation) -> AsyncIterator[tuple[str, str | None]]:
     """(new text, None) as it becomes final, then ("", finish_reason): "stop" at end-of-text or a stop string
     (which is not returned), "length" after max_tokens. Text that may begin a stop string, or ends inside a
-    multi-byte character, is held back until it is decided."""
-    stops, emitted, text = generation.request.stop, 0, ""
+    multi-byte character, is held back until it is decided.
+
+    `call(fn)` runs fn on the model thread. From the second token on, the next step is queued there before this
+    one's text is decoded and sent, so the model thread goes from token to token without waiting for the event loop
+    (other work queued on it still runs between two steps); the first token is sent before the model runs again.
+    After a stop string the step ahead is thrown away."""
+    stops, emitted, text, limit = generation.request.stop, 0, "", generation.request.max_tokens
     hold = max((len(s) for s in stops), default=1) - 1
-    for _ in range(generation.request.max_tokens):
-        if await call(generation.step) is None:
-            break
-        text = generation.text()
-        cut = min((i for s in stops if (i := text.find(s)) >= 0), default=-1)
-        if cut >= 0:
-            if cut > emitted:
-                yield text[emitted:cut], None
-            yield "", "stop"
+    ahead: deque[asyncio.Future] = deque()
+    queued = 0
+
+    def queue_steps(upto: int) -> None:
+        nonlocal queued
+        while queued < min(upto, limit):
+            ahead.append(asyncio.ensure_future(call(generation.step)))
+            queued += 1
+
+    try:
+        for n in range(1, limit + 1):
+            queue_steps(n + 1 if n > 1 else 1)
+            if await ahead.popleft() is None:
+                break
+            generation.kept += 1
+            text = generation.text()
+            cut = min((i for s in stops if (i := text.find(s)) >= 0), default=-1)
+            if cut >= 0:
+                if cut > emitted:
+                    yield text[emitted:cut], None
+                yield "", "stop"
+                return
+            safe = len(text) - hold
+            while safe > emitted and text[safe - 1] == "\ufffd":
+                safe -= 1
+            if safe > emitted:
+                yield text[emitted:safe], None
+                emitted = safe
+        else:
+            if len(text) > emitted:
+                yield text[emitted:], None
+            yield "", "length"
             return
-        safe = len(text) - hold
-        while safe > emitted and text[safe - 1] == "\ufffd":
-            safe -= 1
-        if safe > emitted:
-            yield text[emitted:safe], None
-            emitted = safe
-    else:
         if len(text) > emitted:
             yield text[emitted:], None
-        yield "", "length"
-        return
-    if len(text) > emitted:
-        yield text[emitted:], None
-    yield "", "stop"
+        yield "", "stop"
+    finally:
+        generation.stop()
+        for future in ahead:  # a step that failed after the one that ended the text: its error is not news
+            if not future.cancel() and not future.cancelled():
+                future.exception()
 
 
 def completion_object(cid: str, model_id: str, text: str, finish: str | None, usage: dict | None = None) -> dict:

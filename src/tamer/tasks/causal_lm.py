@@ -1,8 +1,10 @@
 """`causal-lm`: a GPT-2-style decoder trained on a plain text file; metric perplexity."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,14 +36,50 @@ def _narrow_attention(model: nn.Module, heads: int) -> None:
 
 
 class CausalLM(nn.Module):
-    """A Hugging Face causal LM behind a plain `forward(input_ids, attention_mask) -> logits`."""
+    """A Hugging Face causal LM behind a plain `forward(input_ids, attention_mask) -> logits`. With `cache` (from
+    `new_cache()`) it runs only the tokens the cache does not hold yet, appends their keys and values to it in place
+    and returns the last position's logits alone: a decoding step through the model's own `use_cache=True`."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self._cache_kwargs: dict[str, Any] | None = None
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                cache: Any = None) -> torch.Tensor:
+        if cache is None:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        return self.model(input_ids=input_ids, use_cache=True, **self._cached(cache)).logits
+
+    def _cached(self, cache: Any) -> dict[str, Any]:
+        if self._cache_kwargs is None:  # transformers 5 names it `cache`, 4.x `past_key_values`
+            params = inspect.signature(self.model.forward).parameters
+            self._cache_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+            self._cache_kwargs["cache"] = "cache" if "cache" in params else "past_key_values"
+        kwargs = dict(self._cache_kwargs)
+        kwargs[kwargs.pop("cache")] = cache
+        return kwargs
+
+    def new_cache(self) -> Any:
+        """An empty key / value cache that `forward(..., cache=)` fills."""
+        from transformers import DynamicCache
+
+        try:
+            return DynamicCache(config=self.model.config)
+        except TypeError:  # older transformers take no config
+            return DynamicCache()
+
+
+class KVCache:
+    """The keys and values of `tokens`, the ids from `start` on that the model has seen through `store`."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.start = model, 0
+        self.tokens = torch.empty(0, dtype=torch.long)
+        self.store = model.new_cache()
+
+    def reset(self, start: int) -> None:
+        self.start, self.tokens, self.store = start, self.tokens[:0], self.model.new_cache()
 
 
 class CausalLMTask(Task):
@@ -133,17 +171,46 @@ class CausalLMTask(Task):
         batch.pop("labels")
         return batch
 
+    def kv_cache(self, model: nn.Module) -> KVCache | None:
+        """An empty cache for `next_logits`, or None where the model cannot decode through one: a model without
+        `new_cache` (not this task's `CausalLM`), or one with a layer whose output for a token depends on the other
+        tokens of the call (`mixes_tokens`: int8 activations quantized with one scale per call), which a cache
+        (new tokens run alone) would not reproduce. Those recompute the window for every token."""
+        if not callable(getattr(model, "new_cache", None)) or any(getattr(m, "mixes_tokens", False)
+                                                                  for m in model.modules()):
+            return None
+        return KVCache(model)
+
+    def next_logits(self, model: nn.Module, ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """The fp32 logits of the token after the 1-D `ids`, seen through the model's window (their last block_size
+        tokens). Without `cache`, the window is recomputed (the reference); with one, the window's tokens the cache
+        holds are not run again: the prompt is prefilled once, then each call runs the one new token. Once the text
+        outgrows the window it slides, every position changes and the cache no longer fits: the last window is
+        prefilled again, so the tokens are the recompute's."""
+        start = max(0, len(ids) - self.config.block_size)
+        if cache is None:
+            window = ids[start:][None]
+            return self.forward(model, {"input_ids": window, "attention_mask": torch.ones_like(window)})[0, -1]
+        held = len(cache.tokens)
+        if cache.start != start or held >= len(ids) - start or (held and not torch.equal(ids[start:start + held],
+                                                                                        cache.tokens)):
+            cache.reset(start)
+            held = 0
+        logits = self.forward(model, {"input_ids": ids[start + held:][None], "cache": cache.store})[0, -1]
+        cache.tokens = ids[start:]
+        return logits
+
     @torch.no_grad()
-    def predict(self, model, batch, max_new_tokens=20):
-        """Each prompt continued greedily (the most likely next token) until end-of-text or `max_new_tokens`."""
+    def predict(self, model, batch, max_new_tokens=20, cache=True):
+        """Each prompt continued greedily (the most likely next token) until end-of-text or `max_new_tokens`,
+        through the model's key / value cache (`cache=False`: recompute the window for every token, the reference)."""
         model.eval()
         eos, out = self.tokenizer.eos_token_id, []
         for ids, mask in zip(batch["input_ids"], batch["attention_mask"]):
             prompt = ids[mask.bool()]
-            ids = prompt.clone()
+            ids, kv = prompt.clone(), self.kv_cache(model) if cache else None
             for _ in range(max_new_tokens):
-                window = ids[-self.config.block_size:][None]
-                nxt = int(self.forward(model, {"input_ids": window, "attention_mask": torch.ones_like(window)})[0, -1].argmax())
+                nxt = int(self.next_logits(model, ids, kv).argmax())
                 if nxt == eos:
                     break
                 ids = torch.cat([ids, torch.tensor([nxt], device=ids.device)])
