@@ -39,27 +39,17 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 class PredictionCost:
     """The cost of one prediction as this worker serves it (what `tamer predict --json` reports for one call):
     model wall seconds and process CPU seconds per input, averaged over every batch since the model was loaded, and
-    the forward FLOPs per input counted on its first batch (torch.utils.flop_counter, as every verb counts them).
+    the forward FLOPs of the first input it was given (torch.utils.flop_counter, as every verb counts them).
     The CPU seconds are the process's while a batch ran: torch's threads, and any HTTP work that overlapped."""
 
     def __init__(self, metrics: ServeMetrics):
         self.metrics, self.totals, self.flops = metrics, {}, {}
 
     def run(self, served: Any, inputs: list[Any], max_new_tokens: int) -> list[dict[str, Any]]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        out = None
         if served.id not in self.flops:
-            from ..cost import flop_counter
-
-            self.flops[served.id] = None
-            try:
-                with flop_counter() as counter:
-                    out = run_inputs(served, inputs, max_new_tokens)
-                self.flops[served.id] = counter.get_total_flops() / len(inputs)
-            except Exception:  # a kernel the counter cannot follow: run without it; a failing model fails below
-                wall, cpu = time.perf_counter(), time.process_time()
-        if out is None:
-            out = run_inputs(served, inputs, max_new_tokens)
+            self.flops[served.id] = _forward_flops(served, inputs[:1], max_new_tokens)
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = run_inputs(served, inputs, max_new_tokens)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         n, w, c = self.totals.get(served.id, (0, 0.0, 0.0))
         self.totals[served.id] = (n + len(inputs), w + wall, c + cpu)
@@ -74,6 +64,19 @@ class PredictionCost:
                 "flops_forward": self.flops.get(model_id),
                 "note": "this worker's /v1/predict batches of this model; wall and CPU seconds of a batch divided by "
                         "its inputs, so batching lowers them"}
+
+
+def _forward_flops(served: Any, inputs: list[Any], max_new_tokens: int) -> float | None:
+    """FLOPs of one input through the model (torch.utils.flop_counter), or None for kernels the counter cannot
+    follow."""
+    from ..cost import flop_counter
+
+    try:
+        with flop_counter() as counter:
+            run_inputs(served, inputs, max_new_tokens)
+    except Exception:
+        return None
+    return counter.get_total_flops() / len(inputs)
 
 
 class ServerState:

@@ -3,6 +3,7 @@ runs a list of checked inputs through the task's own predict path, batched or no
 (fp32, int8, int4, pruned, distilled, sealed): each was loaded by `Artifact.load_model`."""
 from __future__ import annotations
 
+import bisect
 from typing import Any, Optional, Union
 
 import torch
@@ -18,7 +19,8 @@ def length_groups(lengths: list[int], overhead: float = FORWARD_TOKENS) -> list[
     the distinct lengths (a group boundary never falls between equal lengths)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     distinct = sorted(set(lengths))
-    upto = [sum(1 for x in lengths if x <= d) for d in distinct]  # inputs no longer than each distinct length
+    ranked = [lengths[i] for i in order]
+    upto = [bisect.bisect_right(ranked, d) for d in distinct]  # inputs no longer than each distinct length
     best, cut = [0.0] + [float("inf")] * len(distinct), [0] * (len(distinct) + 1)
     for j in range(1, len(distinct) + 1):
         for i in range(j):
