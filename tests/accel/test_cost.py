@@ -93,6 +93,10 @@ def test_train_json_carries_the_cost(tmp_path, capsys):
     flops = cost["flops_per_example"]
     # a training step is one forward and a backward of about twice its FLOPs
     assert flops["train_step"] == pytest.approx(3 * flops["forward"], rel=0.05)
+    run = tamer.load(tmp_path / "a").manifest["run"]
+    # one process: one rank's peak, taken after the fit and so no larger than the whole verb's
+    assert len(run["peak_rss_bytes_per_rank"]) == 1 and 64 * 2**20 <= run["peak_rss_bytes_per_rank"][0] <= run["peak_rss_bytes"]
+    assert run["peak_accelerator_bytes_per_rank"] == [None]
 
 
 def test_every_model_verb_reports_its_cost(digits_artifact, tmp_path, capsys):

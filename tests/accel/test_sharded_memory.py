@@ -19,3 +19,6 @@ def test_fsdp_with_activation_checkpointing_trains_the_same_model(tmp_path):
     assert checked.id == plain.id
     assert checked.report.cost["cpu_s_children"] > 0  # the workers' CPU time is counted
     assert checked.report.cost["flops_per_example"]["train_step"] > 0  # counted in the workers
+    per_rank = checked.manifest["run"]["peak_rss_bytes_per_rank"]  # gathered from both workers
+    assert len(per_rank) == 2 and all(p >= 64 * 2**20 for p in per_rank)
+    assert per_rank[0] <= checked.manifest["run"]["peak_rss_bytes"]  # rank 0's, before it wrote the artifact

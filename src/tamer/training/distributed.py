@@ -85,6 +85,15 @@ def agree(world: World, value):
     return box[0]
 
 
+def each_rank(world: World, value) -> list:
+    """Every rank's value of a picklable object, in rank order, on every rank."""
+    if not world.distributed:
+        return [value]
+    box = [None] * world.size
+    dist.all_gather_object(box, value)
+    return box
+
+
 def blocks(model: nn.Module) -> list[nn.Module]:
     """The units FSDP shards one by one: the items of every ModuleList (transformer layers), else the root's children."""
     found = [m for lst in model.modules() if isinstance(lst, nn.ModuleList) for m in lst]

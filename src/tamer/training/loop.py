@@ -24,8 +24,8 @@ from ..tasks.base import Splits, Task
 from .augment import augmenter_for
 from .checkpoint import clear, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .distributed import (World, agree, barrier, full_state, gradient_sync, join, leave, plain, replica_spread, sum_all,
-                          under_torchrun, wrap)
+from .distributed import (World, agree, barrier, each_rank, full_state, gradient_sync, join, leave, plain, replica_spread,
+                          sum_all, under_torchrun, wrap)
 from ..progress import progress_bar
 
 
@@ -304,10 +304,12 @@ def train(task: Task, config: TrainConfig, out: str | Path, show_progress: bool 
         splits = task.prepare(resolved.seed)
         ckpt = Path(config.checkpoint_dir) if config.checkpoint_dir else out.with_name(out.name + ".checkpoints")
         fitted = fit(task, splits, config, ckpt, show_progress, world)
+        peaks = each_rank(world, (peak_rss_bytes(), torch.cuda.max_memory_allocated(world.device)
+                                  if world.device.type == "cuda" else None))  # every rank's, the whole fit included
         artifact = None
         if world.main:
             with placed(world.device, resolved.precision):  # the test split at the device and precision trained at
-                artifact = _write(task, resolved, splits, fitted, out)
+                artifact = _write(task, resolved, splits, fitted, out, peaks)
             if not config.checkpoint_dir:  # the default checkpoint folder has served its purpose
                 shutil.rmtree(ckpt, ignore_errors=True)
         barrier(world)
@@ -327,7 +329,8 @@ def written_by_rank0(out: Path, manifest: dict) -> Artifact:
     return Artifact(path=out, manifest=manifest)
 
 
-def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, out: Path) -> Artifact:
+def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, out: Path,
+           peaks: list[tuple[int, int | None]]) -> Artifact:
     test = task.evaluate(place_model(fitted.model), splits.test, resolved.eval_batch_size)
     fitted.model.cpu()
     # how a run was placed does not change its weights' recipe (precision does): kept under `run`, outside the id
@@ -350,5 +353,7 @@ def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, ou
                        "flops_per_example": dict(meter.flops) if meter else {},
                        "peak_rss_bytes": peak_rss_bytes(),  # rank 0's process, since its meter opened
                        "peak_accelerator_bytes": (torch.cuda.max_memory_allocated(fitted.device)
-                                                  if fitted.device.type == "cuda" else None)}},
+                                                  if fitted.device.type == "cuda" else None),
+                       "peak_rss_bytes_per_rank": [rss for rss, _ in peaks],  # each rank's, up to the end of the fit
+                       "peak_accelerator_bytes_per_rank": [acc for _, acc in peaks]}},
     )
