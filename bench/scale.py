@@ -4,17 +4,18 @@
    encoder are here: examples per second and the final test metric.
 2. Each stage of the default recipe (`tamer run`): wall, CPU seconds, peak resident and GPU memory, FLOPs per example
    and energy where the machine exposes a counter (tamer/cost.py).
-3. DDP against FSDP2, FSDP2 + activation checkpointing and FSDP2 + CPU offload, 2 ranks, on a GPT-2-style causal LM:
-   peak memory per rank and throughput. With 2 GPUs: a 124M-parameter GPT-2 (12 layers, 768 wide) under nccl,
-   offload included. Without: the same code on a small GPT-2 under gloo on the CPU (offload is GPU-only) and a line
-   saying the >= 100M table needs 2 GPUs.
+3. DDP against FSDP2, FSDP2 + activation checkpointing and FSDP2 + CPU offload, 2 ranks, on a >= 100M-parameter
+   GPT-2 (768 wide, 12 heads, 14 blocks with the presets' 2,000-token tokenizer): every rank's peak memory and the
+   throughput. With 2 GPUs under nccl, offload included; without, under gloo on the CPU (offload is GPU-only), a few
+   optimizer steps on a short corpus.
 
-    flock /tmp/tamer-bench.lock .venv/bin/python bench/scale.py [--json] [--epochs 10] [--minilm 300] [--lm-epochs 1]
+    flock /tmp/tamer-bench.lock .venv/bin/python bench/scale.py [--json] [--epochs 10] [--minilm 300] [--lm-epochs 1] [--lm-lines 640]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -71,50 +72,69 @@ def stage_rows(work: Path) -> tuple[list[dict], dict]:
                                                         if s.cost and s.cost.get("energy_reason")), None)}
 
 
-def lm_folder(work: Path, corpus: Path, layers: int, width: int, heads: int, block: int) -> Path:
-    """A GPT-2 of the given shape, freshly initialised, with a tokenizer fitted on the corpus: a Hugging Face folder
-    that `tamer train causal-lm --model FOLDER` reads."""
+def lm_folder(work: Path, corpus: Path, layers: int | None, width: int, heads: int, block: int) -> tuple[Path, int]:
+    """A GPT-2 of the given shape (`layers` None: the fewest blocks that make 100M parameters), freshly initialised,
+    with a tokenizer fitted on the corpus: a Hugging Face folder that `tamer train causal-lm --model FOLDER` reads, and
+    its parameter count (the tied embedding once)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    folder = work / f"gpt2-{layers}x{width}"
     task = make_task("causal-lm", {"data": str(corpus), "model": "tiny", "block_size": block})
     task.prepare(0)
+    layers = layers or lm_layers(len(task.tokenizer), block, width)
+    folder = work / f"gpt2-{layers}x{width}"
     task.tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(task.tokenizer), n_positions=block, n_embd=width, n_layer=layers,
-                               n_head=heads, bos_token_id=task.tokenizer.bos_token_id,
-                               eos_token_id=task.tokenizer.eos_token_id)).save_pretrained(folder)
-    return folder
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(task.tokenizer), n_positions=block, n_embd=width, n_layer=layers,
+                                       n_head=heads, bos_token_id=task.tokenizer.bos_token_id,
+                                       eos_token_id=task.tokenizer.eos_token_id))
+    model.save_pretrained(folder)
+    return folder, sum(p.numel() for p in model.parameters())
 
 
-def memory_rows(work: Path, epochs: int) -> tuple[list[dict], str]:
+def lm_layers(vocab: int, block: int, width: int = 768, at_least: float = 100e6) -> int:
+    """The fewest GPT-2 blocks of `width` that make the model at least `at_least` parameters with this vocabulary (the
+    tied embedding and the positions counted once): 14 with the presets' 2,000-token BPE, where 12 blocks, GPT-2
+    124M's depth with its 50,257 tokens, would make 87M."""
+    per_block = 12 * width * width + 13 * width
+    fixed = (vocab + block) * width + 2 * width
+    return max(1, math.ceil((at_least - fixed) / per_block))
+
+
+def memory_rows(work: Path, epochs: int, lines: int) -> tuple[list[dict], str]:
+    """DDP against FSDP2 (+ activation checkpointing, + CPU offload on GPUs) at 2 ranks on a >= 100M-parameter GPT-2:
+    every rank's peak memory over the fit and the throughput. Under nccl on 2 GPUs, else under gloo on the CPU, where
+    `lines` sentences keep the run to a few optimizer steps (a 100M model takes seconds a step on one core)."""
     gpus = torch.cuda.device_count()
     corpus = work / "corpus.txt"
-    lines = [line.split("\t")[0] for line in SENTIMENT.read_text().splitlines()] if SENTIMENT.is_file() else \
+    text = [line.split("\t")[0] for line in SENTIMENT.read_text().splitlines()] if SENTIMENT.is_file() else \
         [f"line {i}: the quick brown fox jumps over the lazy dog {i % 7} times." for i in range(1000)]
-    corpus.write_text("\n".join(lines * 4) + "\n")
     if gpus >= 2:
-        folder, block, note = lm_folder(work, corpus, 12, 768, 12, 256), 256, "2 GPUs, nccl, GPT-2 124M"
+        block, device, batch = 256, "cuda", 16
+        corpus.write_text("\n".join(text * 4) + "\n")
         setups = [("ddp", {}), ("fsdp", {}), ("fsdp", {"activation_checkpointing": True}), ("fsdp", {"offload": True})]
-        device = "cuda"
+        note = "2 GPUs, nccl; peak GPU memory is torch.cuda.max_memory_allocated on each rank"
     else:
-        folder, block = lm_folder(work, corpus, 4, 256, 4, 128), 128
-        note = (f"this machine has {gpus} GPU(s): the >= 100M-parameter table (GPT-2 124M, 2 ranks, nccl, offload "
-                f"included) needs 2 GPUs; below, the same code on a small GPT-2 under gloo on the CPU (offload is GPU-only)")
+        block, device, batch = 128, "cpu", 8
+        corpus.write_text("\n".join(text[:lines]) + "\n")
         setups = [("ddp", {}), ("fsdp", {}), ("fsdp", {"activation_checkpointing": True})]
-        device = "cpu"
+        note = (f"this machine has {gpus} GPU(s): 2 ranks under gloo on the CPU, one thread each, peak resident memory "
+                f"of each rank's process (torch and its libraries included); offload is GPU-only")
+    folder, parameters = lm_folder(work, corpus, None, 768, 12, block)
     rows = []
     for strategy, extra in setups:
         out = work / f"lm-{strategy}-{'-'.join(extra) or 'plain'}"
         a = tamer.train("causal-lm", data=str(corpus), model=str(folder), block_size=block, epochs=epochs, nproc=2,
-                        strategy=strategy, device=device, batch_size=16, progress=False, out=out, **extra)
+                        strategy=strategy, device=device, batch_size=batch, eval_batch_size=batch, progress=False,
+                        out=out, **extra)
         run = a.manifest["run"]
+        mib = lambda values: " / ".join(str(round(v / MIB)) for v in values) if all(values) else None  # noqa: E731
         rows.append({"setup": strategy.upper() + "".join(f" + {k.replace('_', ' ')}" for k in extra),
-                     "parameters_m": round(a.manifest.get("parameters", 0) / 1e6, 1),
-                     "peak_rss_rank0_mib": round(run["peak_rss_bytes"] / MIB),
-                     "peak_gpu_rank0_mib": round(run["peak_accelerator_bytes"] / MIB) if run.get("peak_accelerator_bytes") else None,
+                     "parameters_m": round(parameters / 1e6, 1),
+                     "peak_rss_mib_rank0_1": mib(run["peak_rss_bytes_per_rank"]),
+                     "peak_gpu_mib_rank0_1": mib(run["peak_accelerator_bytes_per_rank"]),
+                     "steps": len(run["epoch_seconds"]) * math.ceil(a.manifest["training"]["sizes"]["train"] / batch),
                      "examples_per_s": round(run["examples_per_second"], 2),
-                     "perplexity": round(a.metrics["test"]["perplexity"], 2)})
+                     "perplexity": round(a.metrics["test"]["perplexity"], 2), "id": a.id[:12]})
         shutil.rmtree(out, ignore_errors=True)
     return rows, note
 
@@ -135,6 +155,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10, help="digits epochs for fp32 vs bf16")
     p.add_argument("--minilm", type=int, default=300, help="sentences of the MiniLM subset (0: skip)")
     p.add_argument("--lm-epochs", type=int, default=1)
+    p.add_argument("--lm-lines", type=int, default=640, help="corpus sentences of the 2-rank run on CPUs (~8 steps)")
     p.add_argument("--skip", default="", help="comma-separated: precision, stages, memory")
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -149,7 +170,7 @@ def main() -> None:
         if "stages" not in skip:
             out["stages"], out["run_total"] = stage_rows(work)
         if "memory" not in skip:
-            out["memory"], out["memory_note"] = memory_rows(work, args.lm_epochs)
+            out["memory"], out["memory_note"] = memory_rows(work, args.lm_epochs, args.lm_lines)
     finally:
         os.chdir(old)
         shutil.rmtree(work, ignore_errors=True)
