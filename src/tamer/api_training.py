@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .api_base import costed_train, default_out
+from .api_base import costed_train, default_out, on_device
 from .api_maintenance import record
 from .artifact import Artifact
 from .config import make_config
@@ -96,10 +96,13 @@ def _train_private(task: str | Task, privacy, out, progress: bool, options: dict
                                             out or default_out(task.name), show_progress=progress))
 
 
+@on_device
 def federate(task: str | Task = "digits", config=None, *, out: str | Path | None = None, progress: bool = True,
              **options: Any) -> Artifact:
     """Federated averaging over simulated clients (FederateConfig fields), optionally with client-level DP
-    (private, epsilon, delta; each client's update clipped to max_update_norm); other options configure the task."""
+    (private, epsilon, delta; each client's update clipped to max_update_norm); other options configure the task.
+    The clients train and the model is evaluated at `device` / `precision`, which a client-level DP run accepts too
+    (its updates are clipped and noised in float64 whatever the clients computed in)."""
     from .protection.config import PrivacyConfig
     from .protection.federated import FederateConfig
     from .protection.federated import federate as _federate
