@@ -11,7 +11,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "tamer"
 CORE = {"artifact", "tasks", "report", "loop", "config", "errors", "progress", "version", "device", "cost", "gates"}
 CAPABILITIES = {"training", "compression", "protection", "explanation", "robustness", "maintenance", "serving"}
-FACE = {"api", "api_base", "api_maintenance", "api_update", "pipeline", "stages", "cli", "cli_robustness", "cli_maintenance", "cli_protection", "cli_drift", "cli_device", "cli_serving", "api_serving", "__main__", ""}  # "" is tamer/__init__.py
+FACE = {"api", "api_base", "api_training", "api_maintenance", "api_update", "pipeline", "stages", "cli", "cli_robustness", "cli_maintenance", "cli_protection", "cli_drift", "cli_device", "cli_serving", "api_serving", "__main__", ""}  # "" is tamer/__init__.py
 # a name ending in "." owns every module under it (the registry's migrations, one file per schema revision)
 OWNERS = {"captum": {"tamer.explanation.attribute"}, "opacus": {"tamer.protection.privacy"},
           "sqlalchemy": {"tamer.maintenance.database", "tamer.maintenance.schema", "tamer.maintenance.registry",

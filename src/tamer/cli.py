@@ -203,7 +203,8 @@ def _dispatch_federate(args: argparse.Namespace, extra: list[str] = ()) -> int:
     options.update(_task_options(args.task, extra))
     if args.data is not None:
         options["data"] = args.data
-    artifact = api.federate(args.task, out=args.out, progress=not (args.quiet or args.json), **options)
+    artifact = api.federate(args.task, out=args.out, progress=not (args.quiet or args.json), **options,
+                            **cli_device.placement(args))
     report = artifact.report
     _emit(args, {"artifact": str(artifact.path), "id": artifact.id,
                  "headline": _headline(artifact.task, artifact.metrics.get("test", {})), "report": report.to_dict()},

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-# the verbs that run a model besides train (which takes them from TrainConfig)
-MODEL_VERBS = ("evaluate", "predict", "compress", "explain", "attack", "harden", "stability", "serve", "update")
+# the verbs that run a model besides train (which takes them from TrainConfig, --private included)
+MODEL_VERBS = ("evaluate", "predict", "compress", "explain", "attack", "harden", "stability", "serve", "update", "federate")
 
 
 def device_arguments(p: argparse.ArgumentParser) -> None:

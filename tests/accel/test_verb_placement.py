@@ -20,13 +20,18 @@ from tamer.device import for_threads, model_device, placed
 from tamer.serving.check import sample_inputs
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
-VERBS = ["train", "evaluate", "predict", "compress", "explain", "attack", "harden", "stability", "serve", "update"]
+VERBS = ["train", "train-private", "federate", "evaluate", "predict", "compress", "explain", "attack", "harden",
+         "stability", "serve", "update"]
+
+
+def _words(verb: str) -> list[str]:
+    return ["train", "--private"] if verb == "train-private" else [verb]
 
 
 @pytest.mark.parametrize("verb", VERBS)
 def test_every_model_verb_lists_device_and_precision(verb, capsys):
     with pytest.raises(SystemExit):
-        main([verb, "--help"])
+        main([*_words(verb), "--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help
     assert "--device" in text and "auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps" in text
     assert "--precision" in text and "fp32|bf16|fp16" in text
@@ -34,6 +39,8 @@ def test_every_model_verb_lists_device_and_precision(verb, capsys):
 
 def _argv(verb: str, path: str, tmp: Path) -> list[str]:
     return {"train": ["train", "digits", "--epochs", "1"],
+            "train-private": ["train", "digits", "--private", "--epochs", "1", "--out", str(tmp / "p")],
+            "federate": ["federate", "digits", "--rounds", "1", "--out", str(tmp / "f")],
             "evaluate": ["evaluate", path], "predict": ["predict", path, "--index", "0"],
             "compress": ["compress", path, "--quantize", "int8", "--out", str(tmp / "c")],
             "explain": ["explain", path, "--index", "0", "--out", str(tmp / "x")],

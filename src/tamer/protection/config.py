@@ -28,7 +28,7 @@ class PrivacyConfig:
     """Differential privacy: DP-SGD through Opacus for `train --private` (clipping each example's gradient to
     `max_grad_norm`); `federate --private` takes epsilon and delta from here and clips client updates instead."""
 
-    private: bool = field(False, "train with differential privacy (DP-SGD)")
+    private: bool = field(False, "train with differential privacy (train: DP-SGD, in fp32 only; federate: client-level DP)")
     epsilon: float = field(3.0, "privacy budget epsilon the whole run may spend")
     delta: float = field(1e-5, "privacy parameter delta (well below 1 / training examples)")
     max_grad_norm: float = field(1.0, "per-example gradient clipping norm")

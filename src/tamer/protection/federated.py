@@ -11,6 +11,9 @@ noise calibrated by Opacus's RDP accountant (every client takes part in every ro
 within (epsilon, delta) for any one client's data. That noise comes from `SecureRandom` (OS entropy), never from
 the seed, so a run cannot be replayed to subtract it. A tokenizer fitted on the clients' pooled text would leave
 their data through its vocabulary: federate refuses one (tasks name their way out, such as --tokenizer-data).
+The clients train and the global model is evaluated at the verb's placement (`--device`, `--precision`, opened by the
+api): the model on that device, batches moved by the task, bf16 / fp16 under autocast (fp16 with a gradient scaler).
+Client-level DP is unaffected by the precision: updates are clipped and noised in float64 on the fp32 weights.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from torch.utils.data import DataLoader, Subset
 from ..artifact import Artifact, save_artifact
 from ..config import check
 from ..config import field as opt
+from ..device import current, grad_scaler, model_device, place_model
 from ..errors import DataError, refuse_existing
 from ..loop import Loop, task_loss
 from ..progress import progress_bar
@@ -79,7 +83,8 @@ def deal(labels: np.ndarray, clients: int, split: str, alpha: float, seed: int) 
 
 
 def local_train(task: Task, model: torch.nn.Module, dataset, config: FederateConfig, seed: int) -> torch.nn.Module:
-    """One client's round: `local_epochs` over its shard, from the global weights (the one loop)."""
+    """One client's round: `local_epochs` over its shard, from the global weights (the one loop), on the model's
+    device at the verb's precision."""
     torch.manual_seed(seed)  # same seed for every client of a round: identical clients stay identical
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = (torch.optim.SGD(params, lr=config.lr, momentum=config.momentum) if config.optimizer == "sgd"
@@ -89,7 +94,10 @@ def local_train(task: Task, model: torch.nn.Module, dataset, config: FederateCon
         g = torch.Generator().manual_seed(seed * 1000 + epoch - 1)
         return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=g, collate_fn=task.collate)
 
-    Loop(model, optimizer, shard, task_loss(task), config.local_epochs).run()
+    device = model_device(model)
+    Loop(model, optimizer, shard, task_loss(task), config.local_epochs,
+         transforms=[lambda batch, at: task.to_device(batch, device)],
+         scaler=grad_scaler(current().precision, device)).run()
     return model
 
 
@@ -118,7 +126,7 @@ def private_average(global_state, states, clip: float, sigma: float, rng: Secure
     out = dict(global_state)
     for n in names:
         mean = sum(u[n] for u in updates) / k
-        noise = rng.normal(mean.shape, sigma * clip / k, dtype=torch.float64)
+        noise = rng.normal(mean.shape, sigma * clip / k, dtype=torch.float64, device=mean.device)
         out[n] = (global_state[n].double() + mean + noise).to(global_state[n].dtype)
     return out
 
@@ -206,7 +214,7 @@ def federate(task: Task, config: FederateConfig, out: str | Path, privacy: Priva
     shards = deal(labels, config.clients, config.split, config.dirichlet_alpha, config.seed)
     if sum(len(s) > 0 for s in shards) == 0 or len(splits.val) == 0:
         raise DataError("the training or validation split is empty; give more data.")
-    model = task.build_model(task.model_config())
+    model = place_model(task.build_model(task.model_config()))  # at the verb's device (tamer.device.placed)
     sigma = 0.0
     if privacy is not None and privacy.private:
         sigma = noise_for(privacy.epsilon, privacy.delta, 1.0, config.rounds)
@@ -228,6 +236,9 @@ def federate(task: Task, config: FederateConfig, out: str | Path, privacy: Priva
     seconds = time.perf_counter() - started
     model.eval()
     test = task.evaluate(model, splits.test, config.eval_batch_size)
+    device = model_device(model)
+    peak_accelerator = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    model.cpu()
     import dataclasses
 
     record = {}
@@ -243,4 +254,5 @@ def federate(task: Task, config: FederateConfig, out: str | Path, privacy: Priva
         extra={"federated": {"clients": config.clients, "rounds": config.rounds, "split": config.split,
                              "dirichlet_alpha": config.dirichlet_alpha, "client_sizes": [len(s) for s in shards], "history": history,
                              "simulation": "one process"},
-               "run": {"seconds": seconds, "data_files": task.data_files}, **record})
+               "run": {"seconds": seconds, "data_files": task.data_files, "device": str(device),
+                       "computed_in": sorted(current().computed), "peak_accelerator_bytes": peak_accelerator}, **record})

@@ -12,6 +12,8 @@ with different weights, and nobody can replay a run to subtract the noise.
 A task may offer a DP-friendly model (`task.private_model_config()`, e.g. digits' tanh MLP: per-step noise grows
 with the number of weights, and tempered activations suit clipped, noisy gradients); the private path builds that
 one and records it in the artifact, otherwise the task's usual model.
+It runs at `--device` (the model there, batches moved by the task, the noise drawn on the CPU and moved to each
+parameter's device) and in fp32 only: see `private_precision` for why bf16 / fp16 are refused.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..artifact import Artifact, save_artifact
+from ..device import placed, resolve_device
 from ..errors import DataError, UsageError, refuse_existing
 from ..loop import Callback, Loop, ProgressBar
 from ..progress import progress_bar
@@ -42,6 +45,19 @@ from .secure_random import SecureRandom
 # weights (EMA 0.9 / 0.97), batch 128 or 512, lr 0.01 or 0.03, clipping 0.1 or 0.3 were no better.
 DP_DEFAULTS = {"epochs": 40, "batch_size": 256, "lr": 2e-2, "optimizer": "adamw", "weight_decay": 0.0, "seed": 0,
                "eval_batch_size": 256}
+PLACEMENT = {"device": "auto", "precision": "fp32"}  # where it runs: recorded under `run`, outside the artifact's id
+
+
+def private_precision(precision: str) -> str:
+    """DP-SGD trains in fp32 only. Under autocast Opacus (1.6) computes each example's gradient, and the norm it
+    clips by, in the low precision: on digits' DP MLP at --max-grad-norm 1.0, 208 of 512 clipped bf16 gradients came
+    out above the bound, by up to 0.62% (fp32: none beyond 1e-6; tests/protection/test_privacy_device.py), so the
+    sensitivity that the accountant's epsilon assumes would not hold."""
+    if precision != "fp32":
+        raise UsageError(f"--precision {precision} is refused with --private: Opacus would compute each example's "
+                         f"gradient and its clipping norm in {precision}, so clipped gradients exceed --max-grad-norm "
+                         f"(bf16: by up to 0.6%) and epsilon would no longer bound what was spent; use --precision fp32.")
+    return precision
 
 
 def epsilon_for(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
@@ -242,11 +258,13 @@ def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, o
                   show_progress: bool = True) -> Artifact:
     """Train `task`'s model with DP-SGD within (epsilon, delta) and write an artifact recording the spend."""
     out = refuse_existing(out)
-    refuse_fitted_state(task, "train --private")
-    opts = {**DP_DEFAULTS, **task.private_train_defaults(), **{k: v for k, v in options.items() if v is not None}}
-    unsupported = sorted(k for k in opts if k not in DP_DEFAULTS)
+    opts = {**DP_DEFAULTS, **PLACEMENT, **task.private_train_defaults(), **{k: v for k, v in options.items() if v is not None}}
+    unsupported = sorted(k for k in opts if k not in DP_DEFAULTS and k not in PLACEMENT)
     if unsupported:
-        raise UsageError(f"option {unsupported[0]!r} is not supported with --private; accepted: {', '.join(DP_DEFAULTS)}.")
+        raise UsageError(f"option {unsupported[0]!r} is not supported with --private; accepted: "
+                         f"{', '.join([*DP_DEFAULTS, *PLACEMENT])}.")
+    device, precision = resolve_device(opts.pop("device")), private_precision(opts.pop("precision"))
+    refuse_fitted_state(task, "train --private")
     _seed(opts["seed"])
     splits = task.prepare(opts["seed"])
     n = len(splits.train)
@@ -259,6 +277,7 @@ def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, o
     model = task.build_model(model_config)
     frozen = frozen_for_privacy(model, task, model_config)
     refuse_unsupported_layers(model, task)
+    model.to(device)  # before the optimizer and Opacus see its parameters
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = (torch.optim.SGD(params, lr=opts["lr"], momentum=0.9, weight_decay=opts["weight_decay"])
                  if opts["optimizer"] == "sgd" else torch.optim.AdamW(params, lr=opts["lr"], weight_decay=opts["weight_decay"]))
@@ -280,19 +299,22 @@ def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, o
     started = time.perf_counter()
     budget = EpsilonBudget(spent_after, privacy.epsilon, steps_per_epoch, task, splits.val, opts)
     loop = Loop(model, optimizer, loader, lambda m, batch: opacus["criterion"](task.forward(m, batch), batch),
-                opts["epochs"], wrappers=[wrap], callbacks=[budget])
+                opts["epochs"], wrappers=[wrap], callbacks=[budget],
+                transforms=[lambda batch, at: task.to_device(batch, device)])
     loop.prepare()
     engine, model, optimizer, mode = opacus["engine"], loop.model, loop.optimizer, opacus["mode"]
     loop.empty_step = lambda: noise_only_step(optimizer, params, mode)
-    with progress_bar(show_progress) as bar, warnings.catch_warnings():
+    with progress_bar(show_progress) as bar, warnings.catch_warnings(), placed(device, precision) as where:
         warnings.simplefilter("ignore")  # Opacus's full-backward-hook notice on every step
         job = bar.add_task("train --private", total=steps_per_epoch * opts["epochs"])
         loop.callbacks = [budget, ProgressBar(bar, job, lambda s: f"epoch {s.epoch} loss {s.pending_loss / max(s.pending_count, 1):.4f}")]
         state = loop.run()
-    history, stopped, steps = state.history, state.stop, state.global_step
-    seconds = time.perf_counter() - started
-    final = model._module.eval()
-    test = task.evaluate(final, splits.test, opts["eval_batch_size"])
+        history, stopped, steps = state.history, state.stop, state.global_step
+        seconds = time.perf_counter() - started
+        final = model._module.eval()
+        test = task.evaluate(final, splits.test, opts["eval_batch_size"])
+    peak_accelerator = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    final.cpu()
     spent = float(engine.get_epsilon(privacy.delta)) if steps else 0.0  # the engine's own accountant, every step it saw
     record = {"epsilon_target": privacy.epsilon, "epsilon": spent, "delta": privacy.delta,
               "max_grad_norm": privacy.max_grad_norm, "noise_multiplier": sigma, "sample_rate": q, "steps": steps,
@@ -307,7 +329,9 @@ def train_private(task: Task, options: dict[str, Any], privacy: PrivacyConfig, o
                "training": {"learning_curve": history, "best_epoch": len(history), "stopped_early": bool(stopped),
                             "metric": task.metric, "sizes": {k: len(getattr(splits, k)) for k in ("train", "val", "test")}},
                "run": {"seconds": seconds, "examples_per_second": n * len(history) / max(seconds, 1e-9),
-                       "epoch_seconds": [h["seconds"] for h in history], "data_files": task.data_files}})
+                       "epoch_seconds": [h["seconds"] for h in history], "data_files": task.data_files,
+                       "device": str(device), "computed_in": sorted(where.computed),
+                       "peak_accelerator_bytes": peak_accelerator}})
 
 
 @dataclass
