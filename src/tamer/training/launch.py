@@ -14,9 +14,10 @@ from ..artifact import Artifact
 from ..device import resolve_device
 from ..errors import JobFailed, UsageError
 from ..tasks import Task, get_task_class
+from .allocator import worker_env
 from .config import TrainConfig
 
-LAUNCH_ONLY = ("nproc", "nnodes", "node_rank", "rdzv", "max_restarts")
+LAUNCH_ONLY = ("nproc", "nnodes", "node_rank", "rdzv", "max_restarts", "allocator")
 
 
 def _flags(config: Any, skip: tuple[str, ...] = ()) -> list[str]:
@@ -93,7 +94,7 @@ def launch(task: Task, config: TrainConfig, out: Path, show_progress: bool = Tru
     """Run torchrun and wait; the artifact rank 0 wrote, or None when it was written on another machine."""
     resolve_device(config.device)  # an explicit device this machine lacks is refused before any worker starts
     command = torchrun_command(task, config, out, show_progress)
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // config.nproc))}
+    env = worker_env(config.allocator, {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // config.nproc))})
     if config.nnodes > 1 and "GLOO_SOCKET_IFNAME" not in env:
         interface = interface_of(local_address(config.rdzv))
         if interface:

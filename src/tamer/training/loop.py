@@ -21,6 +21,7 @@ from ..device import check_precision, current, grad_scaler, place_model, placed
 from ..errors import DataError, UsageError, refuse_existing
 from ..loop import Callback, Loop, Piece, ProgressBar, Where, task_loss
 from ..tasks.base import Splits, Task
+from .allocator import check_one_process, in_use
 from .augment import augmenter_for
 from .checkpoint import clear, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -297,6 +298,7 @@ def train(task: Task, config: TrainConfig, out: str | Path, show_progress: bool 
         from .launch import launch
 
         return launch(task, config, out, show_progress)
+    check_one_process(config.allocator)  # this process is already running on its allocator
     world = join(config.timeout, config.device)
     try:
         out = Path(agree(world, str(out)))  # ranks may each have made up a default --out; rank 0's wins
@@ -335,7 +337,7 @@ def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, ou
     fitted.model.cpu()
     # how a run was placed does not change its weights' recipe (precision does): kept under `run`, outside the id
     launch_only = ("checkpoint_dir", "resume", "nnodes", "node_rank", "rdzv", "max_restarts", "timeout", "device",
-                   "activation_checkpointing", "offload")
+                   "allocator", "activation_checkpointing", "offload")
     meter = active_meter()
     options = {k: v for k, v in dataclasses.asdict(resolved).items() if k not in launch_only}
     return save_artifact(
@@ -354,6 +356,7 @@ def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, ou
                        "peak_rss_bytes": peak_rss_bytes(),  # rank 0's process, since its meter opened
                        "peak_accelerator_bytes": (torch.cuda.max_memory_allocated(fitted.device)
                                                   if fitted.device.type == "cuda" else None),
+                       "allocator": in_use(),  # rank 0's: tcmalloc or jemalloc when preloaded, else system
                        "peak_rss_bytes_per_rank": [rss for rss, _ in peaks],  # each rank's, up to the end of the fit
                        "peak_accelerator_bytes_per_rank": [acc for _, acc in peaks]}},
     )
