@@ -116,19 +116,22 @@ def memory_rows(work: Path, epochs: int, lines: int) -> tuple[list[dict], str]:
     else:
         block, device, batch = 128, "cpu", 8
         corpus.write_text("\n".join(text[:lines]) + "\n")
-        setups = [("ddp", {}), ("fsdp", {}), ("fsdp", {"activation_checkpointing": True})]
+        setups = [("ddp", {}), ("fsdp", {}), ("fsdp", {"activation_checkpointing": True}),
+                  ("ddp", {"allocator": "system"}), ("fsdp", {"allocator": "system"})]
         note = (f"this machine has {gpus} GPU(s): 2 ranks under gloo on the CPU, one thread each, peak resident memory "
-                f"of each rank's process (torch and its libraries included); offload is GPU-only")
+                f"of each rank's process (torch and its libraries included); offload is GPU-only; the last two rows "
+                f"run the workers on glibc's malloc instead of tcmalloc")
     folder, parameters = lm_folder(work, corpus, None, 768, 12, block)
     rows = []
     for strategy, extra in setups:
-        out = work / f"lm-{strategy}-{'-'.join(extra) or 'plain'}"
+        out = work / f"lm-{strategy}-{'-'.join(f'{k}-{v}' for k, v in extra.items()) or 'plain'}"
         a = tamer.train("causal-lm", data=str(corpus), model=str(folder), block_size=block, epochs=epochs, nproc=2,
                         strategy=strategy, device=device, batch_size=batch, eval_batch_size=batch, progress=False,
                         out=out, **extra)
         run = a.manifest["run"]
         mib = lambda values: " / ".join(str(round(v / MIB)) for v in values) if all(values) else None  # noqa: E731
-        rows.append({"setup": strategy.upper() + "".join(f" + {k.replace('_', ' ')}" for k in extra),
+        rows.append({"setup": strategy.upper() + "".join(f" + {k.replace('_', ' ')}" for k in extra if k != "allocator"),
+                     "allocator": run.get("allocator"),
                      "parameters_m": round(parameters / 1e6, 1),
                      "peak_rss_mib_rank0_1": mib(run["peak_rss_bytes_per_rank"]),
                      "peak_gpu_mib_rank0_1": mib(run["peak_accelerator_bytes_per_rank"]),
