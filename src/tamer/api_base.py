@@ -44,7 +44,7 @@ def costed_train(verb):
         if not record["flops_per_example"] and ran.get("flops_per_example"):
             record["flops_per_example"] = ran["flops_per_example"]  # counted in the torchrun workers
         placement = {"device": ran.get("device", "cpu"), "precision": artifact.manifest.get("options", {}).get("precision", "fp32"),
-                     "notes": [], "computed_in": list(ran.get("computed_in", []))}
+                     "notes": list(ran.get("notes", [])), "computed_in": list(ran.get("computed_in", []))}
         return attach(artifact, {**placement, **record})
 
     return run

@@ -66,6 +66,22 @@ def check_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic itself (x86 AVX512-BF16 or AMX, Arm's BF16 extension, read from Linux's
+    /proc/cpuinfo); elsewhere autocast converts every bf16 tensor for fp32 kernels and only slows the run down."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = {word for line in f if line.startswith(("flags", "Features")) for word in line.split(":", 1)[1].split()}
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+BF16_EMULATED = ("this CPU has no bf16 arithmetic (no AVX512-BF16, AMX or Arm BF16): bf16 runs converted to fp32 kernels, "
+                 "slower than fp32 (6-17x in bench/scale.py on such a CPU) with the same results; it pays on GPUs and on "
+                 "CPUs that have it")
+
+
 @dataclass(frozen=True)
 class Placement:
     """The device and precision a verb runs at, what it had to give up there (`notes`, for the report), and the
@@ -105,7 +121,8 @@ def placed(device: str | torch.device | None = None, precision: str | None = Non
     else:
         where = resolve_device(device)
     precision = precision or (outer.precision if outer is not None else "fp32")
-    token = _CURRENT.set(Placement(where, check_precision(precision, where)))
+    notes = [BF16_EMULATED] if where.type == "cpu" and precision == "bf16" and not cpu_has_bf16() else []
+    token = _CURRENT.set(Placement(where, check_precision(precision, where), notes))
     inner = _CURRENT.get()
     try:
         yield inner

@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from sklearn.datasets import load_digits
 from torch import nn
 
 import tamer
@@ -58,3 +59,30 @@ def test_loop_scaler_scales_and_unscales_exactly():
         torch.testing.assert_close(scaled[k], plain[k], rtol=1e-5, atol=1e-6)
     # the after_backward hooks (clipping) saw the unscaled gradients
     assert scaled_norms == pytest.approx(norms, rel=1e-5)
+
+
+def test_cpu_bf16_support_is_read_from_the_cpu_flags():
+    from tamer.device import cpu_has_bf16
+
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    words = set(text.replace(":", " ").split())
+    assert cpu_has_bf16() == bool(words & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_without_bf16_arithmetic_says_so_in_the_cost(digits_artifact, tmp_path, monkeypatch, native):
+    """On a CPU without bf16 arithmetic a bf16 run says it is converted (slower, same results); with it, nothing."""
+    from tamer import device
+
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: native)
+    said = lambda cost: any("no bf16 arithmetic" in n for n in cost["notes"])  # noqa: E731
+    image = load_digits().images[0].tolist()
+    _, cost = tamer.predict(digits_artifact, [image], device="cpu", precision="bf16", with_cost=True)
+    assert said(cost) is not native
+    assert not said(tamer.predict(digits_artifact, [image], device="cpu", precision="fp32", with_cost=True)[1])
+    trained = tamer.train("digits", epochs=1, precision="bf16", device="cpu", progress=False, out=tmp_path / "a")
+    assert said(trained.report.cost) is not native
+

@@ -352,6 +352,7 @@ def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, ou
                        "replica_spread": fitted.replica_spread, "data_files": task.data_files,
                        "device": str(fitted.device), "activation_checkpointing": resolved.activation_checkpointing,
                        "offload": resolved.offload, "computed_in": sorted({*fitted.computed_in, *current().computed}),
+                       "notes": list(current().notes),  # what the placement gave up (bf16 without bf16 arithmetic)
                        "flops_per_example": dict(meter.flops) if meter else {},
                        "peak_rss_bytes": peak_rss_bytes(),  # rank 0's process, since its meter opened
                        "peak_accelerator_bytes": (torch.cuda.max_memory_allocated(fitted.device)
