@@ -158,7 +158,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10, help="digits epochs for fp32 vs bf16")
     p.add_argument("--minilm", type=int, default=300, help="sentences of the MiniLM subset (0: skip)")
     p.add_argument("--lm-epochs", type=int, default=1)
-    p.add_argument("--lm-lines", type=int, default=640, help="corpus sentences of the 2-rank run on CPUs (~8 steps)")
+    p.add_argument("--lm-lines", type=int, default=640, help="corpus sentences of the 2-rank run on CPUs (9 steps at 640)")
     p.add_argument("--skip", default="", help="comma-separated: precision, stages, memory")
     args = p.parse_args()
     skip = set(filter(None, args.skip.split(",")))

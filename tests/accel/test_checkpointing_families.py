@@ -14,8 +14,8 @@ from tamer.training.memory import checkpoint_blocks
 SMALL = dict(vocab_size=64, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64)
 FAMILIES = {
     "llama": (lambda: hf.LlamaConfig(**SMALL, num_key_value_heads=2, attention_dropout=0.1), hf.LlamaForCausalLM, True),
-    "qwen2": (lambda: hf.Qwen2Config(**SMALL, num_key_value_heads=2), hf.Qwen2ForCausalLM, True),
-    "mistral": (lambda: hf.MistralConfig(**SMALL, num_key_value_heads=2), hf.MistralForCausalLM, True),
+    "qwen2": (lambda: hf.Qwen2Config(**SMALL, num_key_value_heads=2, attention_dropout=0.1), hf.Qwen2ForCausalLM, True),
+    "mistral": (lambda: hf.MistralConfig(**SMALL, num_key_value_heads=2, attention_dropout=0.1), hf.MistralForCausalLM, True),
     "phi": (lambda: hf.PhiConfig(**SMALL, resid_pdrop=0.1), hf.PhiForCausalLM, True),
     "gpt_neox": (lambda: hf.GPTNeoXConfig(**SMALL, hidden_dropout=0.1), hf.GPTNeoXForCausalLM, True),
     "opt": (lambda: hf.OPTConfig(vocab_size=64, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, ffn_dim=64,

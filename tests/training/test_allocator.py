@@ -31,9 +31,24 @@ def test_auto_preloads_tcmalloc_into_a_child():
 
 
 def test_a_user_preload_is_kept_after_ours(monkeypatch):
-    monkeypatch.setattr(allocator, "find", lambda name: f"/opt/lib{name}.so")
+    monkeypatch.setattr(allocator, "find", lambda name: f"/opt/lib{name}.so.4")
     env = allocator.worker_env("auto", {"LD_PRELOAD": "/opt/mine.so"})
-    assert env["LD_PRELOAD"] == "/opt/libtcmalloc.so:/opt/mine.so"
+    assert env["LD_PRELOAD"] == "/opt/libtcmalloc.so.4:/opt/mine.so"
+
+
+@pytest.mark.parametrize("choice, given, expected", [
+    ("auto", "/u/libjemalloc.so.2:/opt/mine.so", "/u/libjemalloc.so.2:/opt/mine.so"),  # the user's allocator stays
+    ("system", "/u/libtcmalloc_minimal.so.4 /opt/mine.so", "/opt/mine.so"),  # system takes a preloaded one out
+    ("system", "/u/libjemalloc.so.2", None),
+    ("jemalloc", "/u/libtcmalloc_minimal.so.4:/opt/mine.so", "/opt/libjemalloc.so.4:/opt/mine.so"),  # replaced
+    ("tcmalloc", "/opt/libtcmalloc.so.4", "/opt/libtcmalloc.so.4"),  # not twice
+])
+def test_one_allocator_is_preloaded_whatever_was_there(monkeypatch, choice, given, expected):
+    monkeypatch.setattr(allocator, "find", lambda name: f"/opt/lib{name}.so.4")
+    env = allocator.worker_env(choice, {"LD_PRELOAD": given, "A": "1"})
+    assert env.get("LD_PRELOAD") == expected and env["A"] == "1"
+    named = [allocator.named_in(e) for e in (env.get("LD_PRELOAD") or "").split(":")]
+    assert len([n for n in named if n]) <= 1
 
 
 def test_a_missing_allocator_is_refused_with_how_to_install_it(monkeypatch):
@@ -65,5 +80,5 @@ def test_torchrun_workers_run_on_tcmalloc(tmp_path, capfd):
                  "--out", str(tmp_path / "a"), "--json", "--quiet"]) == 0
     assert json.loads(capfd.readouterr().out)["report"]["cost"]["cpu_s_children"] > 0  # the workers' own time
     run = tamer.load(tmp_path / "a").manifest["run"]
-    assert run["world_size"] == 2 and run["allocator"] == "tcmalloc"
+    assert run["world_size"] == 2 and run["allocator"] == "tcmalloc" and run["allocator_per_rank"] == ["tcmalloc"] * 2
     assert len(run["peak_rss_bytes_per_rank"]) == 2

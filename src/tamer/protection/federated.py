@@ -136,12 +136,15 @@ def run_rounds(task: Task, model: torch.nn.Module, clients: list, config: Federa
     """`config.rounds` of FedAvg over the client datasets, updating `model` in place."""
     noise = SecureRandom() if sigma else None
     for rnd in range(1, config.rounds + 1):
-        global_state = copy.deepcopy(model.state_dict())
+        # averaged, clipped and noised on the CPU in float64 (MPS has no float64), one client's weights on the device
+        # at a time
+        global_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         states, weights = [], []
         for data in clients:
             client = copy.deepcopy(model)
             local_train(task, client, data, config, seed=config.seed * 100_003 + rnd)
-            states.append(client.state_dict())
+            states.append({k: v.detach().to("cpu") for k, v in client.state_dict().items()})
+            del client
             weights.append(len(data))
         model.load_state_dict(private_average(global_state, states, clip, sigma, noise) if sigma else fedavg(states, weights))
         if after_round is not None:

@@ -39,25 +39,37 @@ def in_use() -> str:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
         return "system"
-    for name, libs in LIBRARIES.items():
-        if any(f"lib{lib}.so" in maps for lib in libs):
-            return name
-    return "system"
+    return named_in(maps) or "system"
+
+
+def named_in(text: str) -> str | None:
+    """The allocator whose library `text` (a maps file, an LD_PRELOAD list) names first, or None."""
+    found = [(text.find(f"lib{lib}."), name) for name, libs in LIBRARIES.items() for lib in libs if f"lib{lib}." in text]
+    return min(found)[1] if found else None
 
 
 def worker_env(choice: str, env: dict[str, str]) -> dict[str, str]:
-    """`env` for the workers with `choice` (auto: tcmalloc, else jemalloc, where installed; system: none) preloaded.
-    An allocator asked for by name that this machine lacks is refused with how to install it."""
-    if choice == "system":
+    """`env` for the workers with `choice` preloaded. auto: an allocator the user preloads already is kept, else
+    tcmalloc, else jemalloc, where installed; system: none (a preloaded tcmalloc or jemalloc is taken out); a name:
+    that one instead of any other. An allocator asked for by name that this machine lacks is refused with how to
+    install it."""
+    entries = [e for e in env.get("LD_PRELOAD", "").replace(" ", ":").split(":") if e]
+    if choice == "auto" and any(named_in(e) for e in entries):
         return env
+    others = [e for e in entries if not named_in(e)]
+    kept = {k: v for k, v in env.items() if k != "LD_PRELOAD"}
+    if others:
+        kept["LD_PRELOAD"] = ":".join(others)
+    if choice == "system":
+        return kept
     preloadable = os.name == "posix" and sys.platform != "darwin"  # ELF dynamic linkers read LD_PRELOAD
     for name in ("tcmalloc", "jemalloc") if choice == "auto" else (choice,):
         path = find(name) if preloadable else None
         if path:
-            preload = env.get("LD_PRELOAD", "")
-            return {**env, "LD_PRELOAD": f"{path}:{preload}" if preload else path}
+            quiet = {"TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(2 ** 40)} if name == "tcmalloc" else {}
+            return {**quiet, **kept, "LD_PRELOAD": ":".join([path, *others])}  # ("large alloc" lines above 1 TiB only)
     if choice == "auto":
-        return env
+        return kept
     raise UsageError(f"--allocator {choice}: no lib{LIBRARIES[choice][0]} this machine can preload ({INSTALL[choice]}); "
                      f"use auto or system.")
 
@@ -65,7 +77,7 @@ def worker_env(choice: str, env: dict[str, str]) -> dict[str, str]:
 def check_one_process(choice: str) -> None:
     """A single process keeps the allocator it started with: asking it for another is refused with how to start
     Python on it instead."""
-    if choice not in ("auto", "system") and in_use() != choice:
+    if choice != "auto" and in_use() != choice:
+        how = "without LD_PRELOAD" if choice == "system" else f"with LD_PRELOAD={find(choice) or 'lib' + choice + '.so'}"
         raise UsageError(f"--allocator {choice} applies to the workers that --nproc > 1 starts; one process keeps the "
-                         f"allocator it started with (start Python with LD_PRELOAD={find(choice) or 'lib' + choice + '.so'}), "
-                         f"or drop --allocator.")
+                         f"allocator it started with ({in_use()}; start Python {how}), or drop --allocator.")

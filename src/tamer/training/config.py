@@ -43,7 +43,7 @@ class TrainConfig:
                                                   "pass instead of keeping them (less memory, ~1/3 more compute)")
     allocator: Literal["auto", "tcmalloc", "jemalloc", "system"] = field(
         "auto", "memory allocator of the workers --nproc starts: auto (tcmalloc, else jemalloc, where installed: lower "
-                "CPU memory and faster steps than glibc's), tcmalloc, jemalloc or system")
+                "CPU memory than glibc's, steps no slower), tcmalloc, jemalloc or system")
     offload: bool = field(False, "keep FSDP2's parameter shards, gradients and optimizer state in CPU memory "
                                  "(--strategy fsdp on GPUs)")
 

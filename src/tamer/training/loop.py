@@ -307,7 +307,7 @@ def train(task: Task, config: TrainConfig, out: str | Path, show_progress: bool 
         ckpt = Path(config.checkpoint_dir) if config.checkpoint_dir else out.with_name(out.name + ".checkpoints")
         fitted = fit(task, splits, config, ckpt, show_progress, world)
         peaks = each_rank(world, (peak_rss_bytes(), torch.cuda.max_memory_allocated(world.device)
-                                  if world.device.type == "cuda" else None))  # every rank's, the whole fit included
+                                  if world.device.type == "cuda" else None, in_use()))  # every rank's, over the fit
         artifact = None
         if world.main:
             with placed(world.device, resolved.precision):  # the test split at the device and precision trained at
@@ -332,7 +332,7 @@ def written_by_rank0(out: Path, manifest: dict) -> Artifact:
 
 
 def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, out: Path,
-           peaks: list[tuple[int, int | None]]) -> Artifact:
+           peaks: list[tuple[int, int | None, str]]) -> Artifact:
     test = task.evaluate(place_model(fitted.model), splits.test, resolved.eval_batch_size)
     fitted.model.cpu()
     # how a run was placed does not change its weights' recipe (precision does): kept under `run`, outside the id
@@ -358,6 +358,7 @@ def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, ou
                        "peak_accelerator_bytes": (torch.cuda.max_memory_allocated(fitted.device)
                                                   if fitted.device.type == "cuda" else None),
                        "allocator": in_use(),  # rank 0's: tcmalloc or jemalloc when preloaded, else system
-                       "peak_rss_bytes_per_rank": [rss for rss, _ in peaks],  # each rank's, up to the end of the fit
-                       "peak_accelerator_bytes_per_rank": [acc for _, acc in peaks]}},
+                       "allocator_per_rank": [name for _, _, name in peaks],  # nodes may differ
+                       "peak_rss_bytes_per_rank": [rss for rss, _, _ in peaks],  # each rank's, up to the end of the fit
+                       "peak_accelerator_bytes_per_rank": [acc for _, acc, _ in peaks]}},
     )
