@@ -57,27 +57,31 @@ def test_private_batches_go_through_the_task_to_the_models_device(tmp_path, monk
     assert len(seen) >= 3 and set(seen) == {torch.device("cpu")}  # every training step, validation and test batch
 
 
-def _clipped_norms(precision: str, clip: float) -> torch.Tensor:
-    """Each example's gradient after clipping, its L2 norm taken in float64, as Opacus 1.6's clip_and_accumulate
-    clips it: per-example norms in the per-example gradients' dtype, the factor applied after casting to fp32."""
+def _clipped_norms(precision: str, clip: float, n: int = 256) -> torch.Tensor:
+    """Each example's gradient as Opacus's own DPOptimizer clips it (no noise), one example per step so that its
+    accumulated sum is that example's clipped gradient, the L2 norm then taken in float64."""
     from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
 
     task = make_task("digits")
     splits = task.prepare(0)
     torch.manual_seed(0)
-    model = task.build_model(private_model_config(task))
-    batch = task.collate([splits.train[i] for i in range(256)])
+    norms = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        wrapped = GradSampleModule(model)
-        with placed("cpu", precision):
-            outputs = task.forward(wrapped, batch)
-        torch.nn.functional.cross_entropy(outputs, batch["labels"], reduction="sum").backward()
-    samples = [p.grad_sample for p in wrapped.parameters() if p.requires_grad]
-    norms = torch.stack([g.reshape(len(g), -1).norm(2, dim=-1) for g in samples], 1).norm(2, dim=1)
-    factor = (clip / (norms + 1e-6)).clamp(max=1.0)
-    clipped = [g.to(torch.float32) * factor.to(torch.float32).view(-1, *[1] * (g.dim() - 1)) for g in samples]
-    return torch.stack([c.double().reshape(len(c), -1).norm(2, dim=-1) for c in clipped], 1).norm(2, dim=1)
+        wrapped = GradSampleModule(task.build_model(private_model_config(task)))
+        params = [p for p in wrapped.parameters() if p.requires_grad]
+        optimizer = DPOptimizer(torch.optim.SGD(params, lr=0.0), noise_multiplier=0.0, max_grad_norm=clip,
+                                expected_batch_size=1)
+        for i in range(n):
+            optimizer.zero_grad(set_to_none=True)
+            one = task.collate([splits.train[i]])
+            with placed("cpu", precision):
+                outputs = task.forward(wrapped, one)
+            torch.nn.functional.cross_entropy(outputs, one["labels"], reduction="sum").backward()
+            optimizer.clip_and_accumulate()
+            norms.append(torch.sqrt(sum(p.summed_grad.double().square().sum() for p in params)))
+    return torch.stack(norms)
 
 
 def test_why_bf16_is_refused_its_clipped_gradients_exceed_the_bound():
