@@ -66,3 +66,24 @@ def test_a_llama_folder_trains_the_same_with_checkpointing(tmp_path):
     b = tamer.train("causal-lm", out=tmp_path / "b", activation_checkpointing=True, **common)
     assert b.manifest["run"]["activation_checkpointing"] is True
     assert a.id == b.id and a.metrics["test"]["perplexity"] == b.metrics["test"]["perplexity"]
+
+
+def test_fsdp_shards_the_outermost_blocks_only():
+    """A list nested in a block (a mixture of experts) stays in its block: FSDP2 units never nest top-down, and they
+    are the units activation checkpointing wraps."""
+    from torch import nn
+
+    from tamer.training.distributed import blocks
+    from tamer.training.memory import transformer_blocks
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.Linear(4, 4)
+            self.experts = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
+
+    model = nn.Sequential(nn.Embedding(10, 4), nn.ModuleList(Block() for _ in range(2)), nn.Linear(4, 10))
+    units = blocks(model)
+    assert units == list(model[1]) == transformer_blocks(model)
+    owned = [id(p) for u in units for p in u.parameters()]
+    assert len(owned) == len(set(owned)) == 2 * (2 + 3 * 2)  # each parameter in one unit: none sharded twice

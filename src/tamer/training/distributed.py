@@ -12,7 +12,7 @@ from torch import nn
 
 from ..device import DTYPES, resolve_device
 from ..errors import UsageError
-from .memory import checkpoint_blocks
+from .memory import checkpoint_blocks, transformer_blocks
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,10 @@ def each_rank(world: World, value) -> list:
 
 
 def blocks(model: nn.Module) -> list[nn.Module]:
-    """The units FSDP shards one by one: the items of every ModuleList (transformer layers), else the root's children."""
-    found = [m for lst in model.modules() if isinstance(lst, nn.ModuleList) for m in lst]
+    """The units FSDP shards one by one: the transformer blocks (the items of the outermost ModuleLists, the units
+    activation checkpointing wraps; a list nested inside a block, such as a mixture of experts, stays in its block,
+    since FSDP2 shards bottom-up), else the root's children."""
+    found = transformer_blocks(model)
     if found:
         return found
     return [c for c in model.children() if any(True for _ in c.parameters())]
