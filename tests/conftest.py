@@ -67,3 +67,29 @@ def lm_artifact(tmp_path_factory):
     data.write_text("\n".join(" ".join(words[(i + j) % len(words)] for j in range(12)) for i in range(150)))
     return tamer.train("causal-lm", data=str(data), model="tiny", vocab_size=300, block_size=32, epochs=2,
                        out=folder / "a", progress=False)
+
+
+@pytest.fixture
+def llama_folder(tmp_path):
+    """make(lines) -> (corpus, folder): a tiny freshly initialised Llama as a Hugging Face folder, with a BPE tokenizer
+    fitted on a corpus of `lines` short sentences, for `tamer train causal-lm --model FOLDER`."""
+    def make(lines: int):
+        import torch
+        import transformers as hf
+
+        from tamer.tasks import make_task
+
+        corpus = tmp_path / "corpus.txt"
+        corpus.write_text("".join(f"the cat {i % 5} sat on the mat and the dog sat on log {i % 3}.\n" for i in range(lines)))
+        task = make_task("causal-lm", {"data": str(corpus), "model": "tiny", "block_size": 32, "vocab_size": 300})
+        task.prepare(0)
+        folder = tmp_path / "llama"
+        task.tokenizer.save_pretrained(folder)
+        torch.manual_seed(0)
+        hf.LlamaForCausalLM(hf.LlamaConfig(vocab_size=len(task.tokenizer), hidden_size=32, num_hidden_layers=2,
+                                           num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+                                           max_position_embeddings=64, bos_token_id=task.tokenizer.bos_token_id,
+                                           eos_token_id=task.tokenizer.eos_token_id)).save_pretrained(folder)
+        return corpus, folder
+
+    return make

@@ -159,6 +159,7 @@ def update(config: UpdateConfig, registry, *, attack=None, out: str | Path | Non
     sets = held_out(new.test, old.test)
     train = mixed_training(new.train, old.train, config.replay, config.seed)
     fitted, train_config = fine_tune(task, champion, train, new.val, config, progress)
+    from .training import recipe_options
     report.metric = task.metric
     report.scores = {"champion": scores(task, champion_model, sets),
                      "challenger": scores(task, place_model(fitted.model), sets)}  # both on the verb's device
@@ -167,7 +168,7 @@ def update(config: UpdateConfig, registry, *, attack=None, out: str | Path | Non
     challenger_metrics = dict(report.scores["challenger"]["all"])
     child = save_artifact(
         out, fitted.model.state_dict(), task=task.to_manifest(), model_config=champion.manifest["model_config"],
-        verb="update", options={**{k: v for k, v in dataclasses.asdict(train_config).items() if k != "device"}, "replay": config.replay, "split_seed": config.seed},
+        verb="update", options={**recipe_options(train_config), "replay": config.replay, "split_seed": config.seed},
         metrics={"test": challenger_metrics, "held_out": report.scores["challenger"]}, parents=[champion.id],
         write_files=task.write_files,
         extra={"run": {"seconds": fitted.seconds, "data_files": task.data_files},

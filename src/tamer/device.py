@@ -7,6 +7,7 @@ the model's device in `Task.to_device`, never in each caller.
 from __future__ import annotations
 
 import contextlib
+import functools
 import contextvars
 from dataclasses import dataclass, field
 from typing import Iterator, Literal
@@ -66,6 +67,7 @@ def check_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+@functools.cache
 def cpu_has_bf16() -> bool:
     """Whether this CPU does bf16 arithmetic itself (x86 AVX512-BF16 or AMX, Arm's BF16 extension, read from Linux's
     /proc/cpuinfo); elsewhere autocast converts every bf16 tensor for fp32 kernels and only slows the run down."""

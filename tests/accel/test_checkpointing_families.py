@@ -8,7 +8,6 @@ import torch
 import transformers as hf
 
 import tamer
-from tamer.tasks import make_task
 from tamer.training.memory import checkpoint_blocks
 
 SMALL = dict(vocab_size=64, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64)
@@ -49,18 +48,8 @@ def test_every_family_checkpoints_to_the_same_gradients(family):
         torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-5, msg=name)
 
 
-def test_a_llama_folder_trains_the_same_with_checkpointing(tmp_path):
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("".join(f"the cat {i % 5} sat on the mat and the dog sat on log {i % 3}.\n" for i in range(80)))
-    task = make_task("causal-lm", {"data": str(corpus), "model": "tiny", "block_size": 32, "vocab_size": 300})
-    task.prepare(0)
-    folder = tmp_path / "llama"
-    task.tokenizer.save_pretrained(folder)
-    torch.manual_seed(0)
-    hf.LlamaForCausalLM(hf.LlamaConfig(vocab_size=len(task.tokenizer), hidden_size=32, num_hidden_layers=2,
-                                       num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-                                       max_position_embeddings=64, bos_token_id=task.tokenizer.bos_token_id,
-                                       eos_token_id=task.tokenizer.eos_token_id)).save_pretrained(folder)
+def test_a_llama_folder_trains_the_same_with_checkpointing(tmp_path, llama_folder):
+    corpus, folder = llama_folder(80)
     common = dict(data=str(corpus), model=str(folder), block_size=32, epochs=1, progress=False, device="cpu", seed=0)
     a = tamer.train("causal-lm", out=tmp_path / "a", **common)
     b = tamer.train("causal-lm", out=tmp_path / "b", activation_checkpointing=True, **common)

@@ -77,7 +77,9 @@ def test_cpu_bf16_support_is_read_from_the_cpu_flags(monkeypatch, tmp_path, cpui
     fake.write_text(cpuinfo)
     real_open = builtins.open
     monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(fake if path == "/proc/cpuinfo" else path, *a, **k))
+    cpu_has_bf16.cache_clear()  # read once per process; read the fake here
     assert cpu_has_bf16() is native
+    cpu_has_bf16.cache_clear()
 
 
 @pytest.mark.parametrize("native", [False, True])

@@ -25,25 +25,10 @@ def test_fsdp_with_activation_checkpointing_trains_the_same_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_llama_folder_trains_under_fsdp_with_checkpointing_to_the_same_model(tmp_path):
+def test_a_llama_folder_trains_under_fsdp_with_checkpointing_to_the_same_model(tmp_path, llama_folder):
     """Any Hugging Face causal LM, not only GPT-2: a Llama folder under FSDP2 at 2 ranks, with and without activation
     checkpointing, gives the same artifact."""
-    import torch
-    import transformers as hf
-
-    from tamer.tasks import make_task
-
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("".join(f"the cat {i % 5} sat on the mat and the dog sat on log {i % 3}.\n" for i in range(160)))
-    task = make_task("causal-lm", {"data": str(corpus), "model": "tiny", "block_size": 32, "vocab_size": 300})
-    task.prepare(0)
-    folder = tmp_path / "llama"
-    task.tokenizer.save_pretrained(folder)
-    torch.manual_seed(0)
-    hf.LlamaForCausalLM(hf.LlamaConfig(vocab_size=len(task.tokenizer), hidden_size=32, num_hidden_layers=2,
-                                       num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-                                       max_position_embeddings=64, bos_token_id=task.tokenizer.bos_token_id,
-                                       eos_token_id=task.tokenizer.eos_token_id)).save_pretrained(folder)
+    corpus, folder = llama_folder(160)
     common = dict(data=str(corpus), model=str(folder), block_size=32, epochs=1, nproc=2, strategy="fsdp", device="cpu",
                   batch_size=8, progress=False)
     plain = tamer.train("causal-lm", out=tmp_path / "plain", **common)

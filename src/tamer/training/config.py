@@ -1,6 +1,7 @@
 """TrainConfig: the options of `tamer train` (one name across Python, CLI and recipes)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -73,6 +74,17 @@ class TrainConfig:
         check(not self.offload or self.strategy == "fsdp", "--offload moves FSDP2's shards to CPU memory, so it "
               "needs --strategy fsdp (and several processes on GPUs); drop --offload or add --strategy fsdp.")
         check(self.eval_batch_size >= 1, f"--eval-batch-size {self.eval_batch_size} is out of range; use a whole number >= 1.")
+
+
+# how a run was launched and placed does not change its weights' recipe (precision does): kept under `run`, outside
+# the artifact's id
+PLACEMENT_ONLY = ("checkpoint_dir", "resume", "nnodes", "node_rank", "rdzv", "max_restarts", "timeout", "device",
+                  "allocator", "activation_checkpointing", "offload")
+
+
+def recipe_options(config: TrainConfig) -> dict:
+    """The options an artifact records as the recipe of its weights (part of its id): all but PLACEMENT_ONLY."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in PLACEMENT_ONLY}
 
 
 def _is_endpoint(text: str) -> bool:

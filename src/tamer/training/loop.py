@@ -24,7 +24,7 @@ from ..tasks.base import Splits, Task
 from .allocator import check_one_process, in_use
 from .augment import augmenter_for
 from .checkpoint import clear, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, recipe_options
 from .distributed import (World, agree, barrier, each_rank, full_state, gradient_sync, join, leave, plain, replica_spread,
                           sum_all, under_torchrun, wrap)
 from ..progress import progress_bar
@@ -335,11 +335,8 @@ def _write(task: Task, resolved: TrainConfig, splits: Splits, fitted: Fitted, ou
            peaks: list[tuple[int, int | None, str]]) -> Artifact:
     test = task.evaluate(place_model(fitted.model), splits.test, resolved.eval_batch_size)
     fitted.model.cpu()
-    # how a run was placed does not change its weights' recipe (precision does): kept under `run`, outside the id
-    launch_only = ("checkpoint_dir", "resume", "nnodes", "node_rank", "rdzv", "max_restarts", "timeout", "device",
-                   "allocator", "activation_checkpointing", "offload")
     meter = active_meter()
-    options = {k: v for k, v in dataclasses.asdict(resolved).items() if k not in launch_only}
+    options = recipe_options(resolved)
     return save_artifact(
         out, fitted.model.state_dict(), task=task.to_manifest(), model_config=task.model_config(), verb="train",
         options=options, metrics={"test": test}, write_files=task.write_files,
